@@ -1,0 +1,32 @@
+//! User-facing errors.
+//!
+//! Bad input from a user is reported with a specific SQLSTATE through
+//! [`UserError`]; `error!`/`panic!` (SQLSTATE XX000) is kept for broken
+//! invariants only.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// An ERROR for the user: a SQLSTATE, a message, optional detail and hint.
+pub struct UserError(ErrorReport);
+
+impl UserError {
+    #[track_caller]
+    pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
+        UserError(ErrorReport::new(code, message.into(), "imgsim"))
+    }
+
+    pub fn detail(self, detail: impl Into<String>) -> Self {
+        UserError(self.0.set_detail(detail))
+    }
+
+    pub fn hint(self, hint: impl Into<String>) -> Self {
+        UserError(self.0.set_hint(hint))
+    }
+
+    /// Raise the error: Postgres longjmps out, so this never returns.
+    pub fn raise(self) -> ! {
+        self.0.report(PgLogLevel::ERROR);
+        unreachable!("ereport(ERROR) returned")
+    }
+}

@@ -1,0 +1,50 @@
+# Shared helpers for the set-up, demo and test scripts. Source it; don't run it.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_MAJOR=15
+PG_BIN="/usr/lib/postgresql/$PG_MAJOR/bin"
+PG_CONFIG="$PG_BIN/pg_config"
+PGRX_VERSION=0.18.0
+ORT_VERSION=1.23.2
+# Where the set-up keeps what it downloads or generates (git-ignored).
+STATE_DIR="$REPO_ROOT/.imgsim"
+VENV="$STATE_DIR/venv"
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'imgsim: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# Report which step failed when a command under `set -e` exits non-zero.
+CURRENT_STEP="start"
+trap 'rc=$?; [ $rc -ne 0 ] && printf "imgsim: FAILED during: %s (exit %s)\n" "$CURRENT_STEP" "$rc" >&2' EXIT
+begin() { CURRENT_STEP="$*"; step "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+as_postgres() {
+    if [ "$(id -un)" = postgres ]; then "$@";
+    elif [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@";
+    else sudo -u postgres "$@"; fi
+}
+
+# A cluster owned by the postgres user, on its own port.
+# usage: cluster_start DATADIR PORT [extra postgres -c options...]
+cluster_start() {
+    local datadir=$1 port=$2; shift 2
+    as_root mkdir -p "$(dirname "$datadir")"
+    as_root chown postgres:postgres "$(dirname "$datadir")"
+    if [ ! -f "$datadir/PG_VERSION" ]; then
+        as_postgres "$PG_BIN/initdb" -D "$datadir" -U postgres -A trust --no-sync >/dev/null
+    fi
+    if ! as_postgres "$PG_BIN/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
+        local opts="-p $port -c listen_addresses=localhost -c unix_socket_directories=/tmp"
+        for o in "$@"; do opts="$opts -c $o"; done
+        as_postgres "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -o "$opts" -w start >/dev/null
+    fi
+}
+
+cluster_stop() {
+    local datadir=$1
+    if as_postgres "$PG_BIN/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$datadir" -m fast -w stop >/dev/null
+    fi
+}
