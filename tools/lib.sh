@@ -14,9 +14,17 @@ VENV="$STATE_DIR/venv"
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'imgsim: FAILED: %s\n' "$*" >&2; exit 1; }
 
-# Report which step failed when a command under `set -e` exits non-zero.
+# On exit: run the registered clean-ups, and say which step failed if any.
 CURRENT_STEP="start"
-trap 'rc=$?; [ $rc -ne 0 ] && printf "imgsim: FAILED during: %s (exit %s)\n" "$CURRENT_STEP" "$rc" >&2' EXIT
+EXIT_HOOKS=()
+on_exit() { EXIT_HOOKS+=("$1"); }
+finish() {
+    local rc=$?
+    for hook in "${EXIT_HOOKS[@]}"; do eval "$hook" || true; done
+    [ "$rc" -eq 0 ] || printf 'imgsim: FAILED during: %s (exit %s)\n' "$CURRENT_STEP" "$rc" >&2
+    exit "$rc"
+}
+trap finish EXIT
 begin() { CURRENT_STEP="$*"; step "$*"; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

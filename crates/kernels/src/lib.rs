@@ -1,30 +1,59 @@
 //! Distance kernels over IEEE half-precision vectors.
 //!
 //! Every public function dispatches at run time: on x86-64 with AVX2, F16C and
-//! FMA it uses the SIMD path, elsewhere the scalar reference in [`scalar`].
-//! The scalar module is the specification; tests compare the two.
+//! FMA it uses [`x86`], elsewhere the scalar reference in [`scalar`]. The
+//! scalar module is the specification; the tests compare the two.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use half::f16;
 
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
-/// Squared Euclidean distance. Panics if the lengths differ.
-#[inline]
-pub fn l2_squared(a: &[f16], b: &[f16]) -> f32 {
-    assert_eq!(a.len(), b.len(), "vector lengths differ");
-    scalar::l2_squared(a, b)
+/// Which implementation the dispatching functions use on this CPU.
+pub fn implementation() -> &'static str {
+    if simd_available() {
+        "avx2+f16c+fma"
+    } else {
+        "scalar"
+    }
 }
 
-/// Inner product. Panics if the lengths differ.
 #[inline]
-pub fn dot(a: &[f16], b: &[f16]) -> f32 {
-    assert_eq!(a.len(), b.len(), "vector lengths differ");
-    scalar::dot(a, b)
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
-/// Squared L2 norm.
-#[inline]
-pub fn norm_squared(a: &[f16]) -> f32 {
-    scalar::norm_squared(a)
+macro_rules! dispatch {
+    ($name:ident, $doc:literal, ($($arg:ident),+)) => {
+        #[doc = $doc]
+        #[inline]
+        pub fn $name($($arg: &[f16]),+) -> f32 {
+            dispatch!(@check $($arg),+);
+            #[cfg(target_arch = "x86_64")]
+            if x86::available() {
+                // SAFETY: the CPU has AVX2, F16C and FMA (checked above) and
+                // the slices have equal lengths.
+                return unsafe { x86::$name($($arg),+) };
+            }
+            scalar::$name($($arg),+)
+        }
+    };
+    (@check $a:ident, $b:ident) => { assert_eq!($a.len(), $b.len(), "vector lengths differ"); };
+    (@check $a:ident) => {};
 }
+
+dispatch!(l2_squared, "Squared Euclidean distance. Panics if the lengths differ.", (a, b));
+dispatch!(dot, "Inner product. Panics if the lengths differ.", (a, b));
+dispatch!(norm_squared, "Squared L2 norm.", (a));
+
+#[cfg(test)]
+mod tests;
