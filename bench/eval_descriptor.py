@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Measure descriptor quality for several part weightings on ../shared/data.
+
+    python3 bench/eval_descriptor.py --manifest models/efficientnet-lite0.json \
+        [--data ../shared/data] [--threads 1]
+
+Every image goes through the reference pipeline of bench/embed_python.py once;
+the weightings only change how the stored outputs are combined (each part
+L2-normalised, times its weight, concatenated, L2-normalised).
+
+Protocols (all queries of each set are reported, nothing is picked):
+- copy detection: each scene photo is transformed in 9 ways (crop, rescale,
+  JPEG, brightness, colour, border, text, two combinations); the original must
+  be the nearest of all scene photos. R@1 over all queries; "group R@1" also
+  accepts another photo of the original's group (e.g. the 26 chessboard shots).
+- near-duplicate groups: for each scene photo in a group of 2+, is its nearest
+  other photo in the same group (P@1)?
+- category precision@10: each RGBA object flattened onto plain grey, and
+  separately onto a crop of a scene photo; each object queries all others of
+  the same variant; share of the top 10 with the same leaf / top-level category.
+Prints a markdown table.
+"""
+
+import argparse
+import csv
+import io
+import os
+import random
+import sys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import embed_python as pipe  # noqa: E402
+
+STAGES = ["stage2", "stage3", "stage4", "stage5", "stage6", "stage7"]
+# name -> stage weights (head weight is always 1.0)
+WEIGHTINGS = {
+    "head only": [0.0] * 6,
+    "stages 0.25": [0.25] * 6,
+    "stages 0.5": [0.5] * 6,
+    "stages 0.75": [0.75] * 6,
+    "stages 1.0": [1.0] * 6,
+    "by depth 0.25..1.0": [0.25, 0.4, 0.55, 0.7, 0.85, 1.0],
+}
+GREY = (128, 128, 128)
+SEED = 20240601  # fixed: every run builds the same queries
+
+
+# ---------------------------------------------------------------------------
+# Query construction
+# ---------------------------------------------------------------------------
+
+
+def jpeg(img, quality):
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def crop_fraction(img, fraction, rng):
+    """Crop `fraction` of width and height at a random position."""
+    w, h = img.size
+    cw, ch = round(w * fraction), round(h * fraction)
+    left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    return img.crop((left, top, left + cw, top + ch))
+
+
+def rescale(img, factor):
+    w, h = img.size
+    return img.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.BILINEAR)
+
+
+def border(img, fraction, colour):
+    w, h = img.size
+    bw, bh = round(w * fraction), round(h * fraction)
+    out = Image.new("RGB", (w + 2 * bw, h + 2 * bh), colour)
+    out.paste(img, (bw, bh))
+    return out
+
+
+def overlay_text(img, rng):
+    """Three lines of large caption text, like a meme or a watermark."""
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    w, h = out.size
+    font = ImageFont.load_default(size=max(12, h // 12))
+    for i, line in enumerate(["COPYRIGHT 2024", "imgsim test", "do not reuse"]):
+        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        draw.text((w // 10, h // 8 + i * h // 4), line, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    return out
+
+
+def copy_queries(img, rng):
+    """name -> transformed copy of a decoded RGB scene photo."""
+    return {
+        "crop 70%": crop_fraction(img, 0.7, rng),
+        "rescale 50%": rescale(img, 0.5),
+        "jpeg q30": jpeg(img, 30),
+        "brightness +40%": ImageEnhance.Brightness(img).enhance(1.4),
+        "colour/contrast": ImageEnhance.Contrast(ImageEnhance.Color(img).enhance(0.3)).enhance(1.3),
+        "border 10%": border(img, 0.1, (255, 255, 255)),
+        "text": overlay_text(img, rng),
+        "crop+rescale+jpeg": jpeg(rescale(crop_fraction(img, 0.8, rng), 0.5), 30),
+        "bright+border+text": overlay_text(border(ImageEnhance.Brightness(img).enhance(0.7), 0.08, (0, 0, 0)), rng),
+    }
+
+
+def flatten_object(rgba, background):
+    """Composite an RGBA cut-out, with a 10% margin, onto a background (colour or RGB image)."""
+    w, h = rgba.size
+    mw, mh = max(1, w // 10), max(1, h // 10)
+    size = (w + 2 * mw, h + 2 * mh)
+    if isinstance(background, Image.Image):
+        canvas = background.resize(size, Image.BILINEAR).convert("RGBA")
+    else:
+        canvas = Image.new("RGBA", size, background + (255,))
+    canvas.alpha_composite(rgba.convert("RGBA"), (mw, mh))
+    return canvas.convert("RGB")
+
+
+def scene_background(scenes, rng):
+    """A random crop (40% of each side) of a random scene photo."""
+    return crop_fraction(scenes[rng.randrange(len(scenes))], 0.4, rng)
+
+
+# ---------------------------------------------------------------------------
+# Embedding and metrics
+# ---------------------------------------------------------------------------
+
+
+def embed_all(embedder, images, batch=16):
+    """PIL images -> {output: [N, dims]} raw (unnormalised) outputs."""
+    m = embedder.manifest
+    chunks = []
+    for i in range(0, len(images), batch):
+        x = np.stack([pipe.preprocess(img, m) for img in images[i:i + batch]])
+        chunks.append(embedder.run(x))
+    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+
+
+def combine(outputs, stage_weights):
+    parts = [("head", None, 1.0)] + [(s, None, w) for s, w in zip(STAGES, stage_weights) if w > 0]
+    return pipe.descriptor(outputs, parts)
+
+
+def copy_detection(db, queries, owners, groups):
+    """R@1 (own original first) and group R@1 (first is from the original's group)."""
+    nearest = np.argmax(queries @ db.T, axis=1)
+    r1 = float(np.mean(nearest == owners))
+    group_r1 = float(np.mean([groups[n] == groups[o] for n, o in zip(nearest, owners)]))
+    return r1, group_r1
+
+
+def group_p1(db, groups):
+    sims = db @ db.T
+    np.fill_diagonal(sims, -np.inf)
+    members = [i for i, g in enumerate(groups) if groups.count(g) > 1]
+    return float(np.mean([groups[int(np.argmax(sims[i]))] == groups[i] for i in members]))
+
+
+def precision_at_k(desc, labels, k=10):
+    sims = desc @ desc.T
+    np.fill_diagonal(sims, -np.inf)
+    top = np.argsort(-sims, axis=1)[:, :k]
+    labels = np.asarray(labels)
+    return float(np.mean(labels[top] == labels[:, None]))
+
+
+def main(argv=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description="Evaluate descriptor weightings.")
+    parser.add_argument("--manifest", default=os.path.join(here, "..", "models", "efficientnet-lite0.json"))
+    parser.add_argument("--data", default=os.path.join(here, "..", "..", "shared", "data"))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    manifest = pipe.Manifest(args.manifest)
+    embedder = pipe.Embedder(manifest, threads=args.threads)
+    rng = random.Random(SEED)
+
+    with open(os.path.join(args.data, "scenes.tsv")) as f:
+        scene_rows = list(csv.DictReader(f, delimiter="\t"))
+    with open(os.path.join(args.data, "objects.tsv")) as f:
+        object_rows = list(csv.DictReader(f, delimiter="\t"))
+
+    scenes = [pipe.decode(os.path.join(args.data, "scenes", r["file"]), manifest.background) for r in scene_rows]
+    groups = [r["group"] for r in scene_rows]
+    query_images, owners, query_kinds = [], [], []
+    for i, img in enumerate(scenes):
+        for kind, q in copy_queries(img, rng).items():
+            query_images.append(q)
+            owners.append(i)
+            query_kinds.append(kind)
+    owners = np.asarray(owners)
+
+    objects = [Image.open(os.path.join(args.data, "objects", r["file"])) for r in object_rows]
+    on_grey = [flatten_object(o, GREY) for o in objects]
+    on_scene = [flatten_object(o, scene_background(scenes, rng)) for o in objects]
+    leaf = [r["category"] for r in object_rows]
+    top = [r["category"].split("/")[0] for r in object_rows]
+
+    print(f"embedding {len(scenes)} scenes, {len(query_images)} copy queries, "
+          f"{2 * len(objects)} flattened objects ...", file=sys.stderr)
+    raw = {
+        "scenes": embed_all(embedder, scenes),
+        "queries": embed_all(embedder, query_images),
+        "grey": embed_all(embedder, on_grey),
+        "scene_bg": embed_all(embedder, on_scene),
+    }
+
+    header = ("| weighting (head 1.0) | copy R@1 | copy group R@1 | group P@1 | P@10 leaf grey | P@10 top grey "
+              "| P@10 leaf scene-bg | P@10 top scene-bg | score |")
+    print(f"\nscenes: {len(scenes)}, copy queries: {len(query_images)} ({len(query_images) // len(scenes)} per "
+          f"scene), objects: {len(objects)} ({len(set(leaf))} leaf / {len(set(top))} top-level categories)\n")
+    print(header)
+    print("|" + "|".join(["---"] * (header.count("|") - 1)) + "|")
+    per_kind = {}
+    for name, weights in WEIGHTINGS.items():
+        db, queries = combine(raw["scenes"], weights), combine(raw["queries"], weights)
+        r1, group_r1 = copy_detection(db, queries, owners, groups)
+        grey, scene_bg = combine(raw["grey"], weights), combine(raw["scene_bg"], weights)
+        cells = [r1, group_r1, group_p1(db, groups),
+                 precision_at_k(grey, leaf), precision_at_k(grey, top),
+                 precision_at_k(scene_bg, leaf), precision_at_k(scene_bg, top)]
+        # Selection score fixed before looking at results: copy R@1 and leaf P@10 (mean of both backgrounds).
+        score = (cells[0] + (cells[3] + cells[5]) / 2) / 2
+        print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {score:.3f} |")
+        nearest = np.argmax(queries @ db.T, axis=1)
+        per_kind[name] = {k: float(np.mean([n == o for n, o, qk in zip(nearest, owners, query_kinds) if qk == k]))
+                          for k in dict.fromkeys(query_kinds)}
+
+    kinds = list(dict.fromkeys(query_kinds))
+    print("\nCopy detection R@1 by transformation:\n")
+    print("| weighting | " + " | ".join(kinds) + " |")
+    print("|" + "|".join(["---"] * (len(kinds) + 1)) + "|")
+    for name, row in per_kind.items():
+        print(f"| {name} | " + " | ".join(f"{row[k]:.3f}" for k in kinds) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
