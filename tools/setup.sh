@@ -62,6 +62,7 @@ if [ ! -f "$PHOTOS_DIR/.complete" ]; then
              retina.jpg immunohistochemistry.png logo.png horse.png; do
         [ -f "$skimage_data/$f" ] && cp "$skimage_data/$f" "$PHOTOS_DIR/"
     done
+    "$VENV/bin/python" "$REPO_ROOT/tools/make_test_images.py" "$PHOTOS_DIR"
     touch "$PHOTOS_DIR/.complete"
 fi
 echo "ok: $(ls "$PHOTOS_DIR" | wc -l) photos in $PHOTOS_DIR"

@@ -1,0 +1,203 @@
+//! Image bytes -> 8-bit RGB pixels, within memory limits.
+
+use std::io::{Cursor, ErrorKind};
+
+use image::error::{ImageError, ImageFormatHint, LimitErrorKind, UnsupportedErrorKind};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+
+use crate::EmbedError;
+
+/// Largest accepted width or height.
+pub const MAX_SIDE: u32 = 16_384;
+/// Largest accepted pixel count (8192 x 8192, about 67 megapixels).
+pub const MAX_PIXELS: u64 = 8192 * 8192;
+/// Most memory the decoder may allocate for one image (decoded pixels plus decoder buffers).
+/// At 256 MiB a 67 MP 8-bit RGBA image fits; 16-bit colour images fit up to ~22-33 MP.
+pub const MAX_ALLOC: u64 = 256 * 1024 * 1024;
+
+/// Limits checked before any pixel memory is allocated, so that a small file declaring a
+/// huge image (a decompression bomb) is refused in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    pub max_side: u32,
+    pub max_pixels: u64,
+    pub max_alloc: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_side: MAX_SIDE,
+            max_pixels: MAX_PIXELS,
+            max_alloc: MAX_ALLOC,
+        }
+    }
+}
+
+/// A decoded image: 8-bit RGB pixels as stored in the file, plus the EXIF orientation that
+/// still has to be applied to them (pre-processing applies it after downscaling, which is
+/// cheaper and gives the same result).
+#[derive(Debug, Clone)]
+pub struct DecodedImage {
+    pub pixels: RgbImage,
+    pub orientation: Orientation,
+}
+
+/// Decodes JPEG, PNG, WebP, GIF (first frame), BMP or TIFF bytes. Transparent pixels are
+/// composited onto `background`; grey, 16-bit, float and CMYK (JPEG) images are converted.
+pub fn decode(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    background: [u8; 3],
+) -> Result<DecodedImage, EmbedError> {
+    if bytes.is_empty() {
+        return Err(EmbedError::Empty);
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .expect("reading from a slice cannot fail");
+    match reader.format() {
+        None => return Err(EmbedError::UnknownFormat),
+        Some(ImageFormat::Jpeg) if jpeg_lacks_end(bytes) => {
+            return Err(EmbedError::Corrupt {
+                detail: "JPEG data is truncated (no end marker)".into(),
+            })
+        }
+        Some(_) => {}
+    }
+    // Only the allocation limit goes to the decoder: constructing it parses the header
+    // without allocating pixels, and the size limits are checked right after, by us, so that
+    // the error can say how large the image claims to be.
+    let mut image_limits = image::Limits::default();
+    image_limits.max_alloc = Some(limits.max_alloc);
+    reader.limits(image_limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| map_error(e, (0, 0), limits))?;
+    let (width, height) = decoder.dimensions();
+    check_size(width, height, decoder.total_bytes(), limits)?;
+
+    // A malformed EXIF block should not make an otherwise fine image unusable.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let image =
+        DynamicImage::from_decoder(decoder).map_err(|e| map_error(e, (width, height), limits))?;
+    Ok(DecodedImage {
+        pixels: into_rgb8(image, background),
+        orientation,
+    })
+}
+
+/// The JPEG decoder pads a truncated scan with grey instead of failing (as browsers do), so
+/// a cut-off upload would embed as a half-grey picture. Like Pillow, we refuse it: after the
+/// first scan header there must be an end-of-image marker. (Entropy-coded data never holds
+/// `FF D9`, and a thumbnail's markers live inside an APP segment, which is skipped.)
+fn jpeg_lacks_end(bytes: &[u8]) -> bool {
+    let mut pos = 2; // after SOI
+    while pos + 4 <= bytes.len() {
+        if bytes[pos] != 0xff {
+            return false; // malformed: leave it to the decoder
+        }
+        let marker = bytes[pos + 1];
+        if marker == 0xff {
+            pos += 1; // fill byte
+            continue;
+        }
+        if marker == 0xda {
+            return !bytes[pos..].windows(2).any(|w| w == [0xff, 0xd9]);
+        }
+        pos += 2 + usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+    }
+    false
+}
+
+fn check_size(
+    width: u32,
+    height: u32,
+    bytes: u64,
+    limits: &DecodeLimits,
+) -> Result<(), EmbedError> {
+    let too_large = |limit: String| {
+        Err(EmbedError::TooLarge {
+            width,
+            height,
+            limit,
+        })
+    };
+    if width == 0 || height == 0 {
+        return Err(EmbedError::Corrupt {
+            detail: format!("image has zero size {width}x{height}"),
+        });
+    }
+    if width > limits.max_side || height > limits.max_side {
+        return too_large(format!("the limit of {} pixels per side", limits.max_side));
+    }
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return too_large(format!("the limit of {} pixels", limits.max_pixels));
+    }
+    if bytes > limits.max_alloc {
+        return too_large(alloc_limit(limits));
+    }
+    Ok(())
+}
+
+fn alloc_limit(limits: &DecodeLimits) -> String {
+    format!(
+        "the decoder memory limit of {} MiB",
+        limits.max_alloc / (1024 * 1024)
+    )
+}
+
+fn map_error(error: ImageError, (width, height): (u32, u32), limits: &DecodeLimits) -> EmbedError {
+    match error {
+        ImageError::Limits(e) => match e.kind() {
+            LimitErrorKind::DimensionError => EmbedError::TooLarge {
+                width,
+                height,
+                limit: format!("the limit of {} pixels per side", limits.max_side),
+            },
+            LimitErrorKind::InsufficientMemory => EmbedError::TooLarge {
+                width,
+                height,
+                limit: alloc_limit(limits),
+            },
+            _ => EmbedError::Unsupported {
+                what: e.to_string(),
+            },
+        },
+        ImageError::Unsupported(e) => match e.kind() {
+            UnsupportedErrorKind::Format(ImageFormatHint::Unknown) => EmbedError::UnknownFormat,
+            UnsupportedErrorKind::Format(hint) => EmbedError::Unsupported {
+                what: format!("{hint} images are not supported"),
+            },
+            _ => EmbedError::Unsupported {
+                what: e.to_string(),
+            },
+        },
+        ImageError::IoError(e) if e.kind() == ErrorKind::UnexpectedEof => EmbedError::Corrupt {
+            detail: "data is truncated".into(),
+        },
+        other => EmbedError::Corrupt {
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Converts any colour type to 8-bit RGB, compositing alpha onto `background`.
+fn into_rgb8(image: DynamicImage, background: [u8; 3]) -> RgbImage {
+    if !image.color().has_alpha() {
+        return image.into_rgb8();
+    }
+    let rgba = image.into_rgba8();
+    let (width, height) = rgba.dimensions();
+    let mut rgb = Vec::with_capacity(rgba.as_raw().len() / 4 * 3);
+    for px in rgba.as_raw().chunks_exact(4) {
+        let a = u32::from(px[3]);
+        for c in 0..3 {
+            // c * a/255 + bg * (1 - a/255), rounded half up like the Python reference.
+            let v = u32::from(px[c]) * a + u32::from(background[c]) * (255 - a);
+            rgb.push(((2 * v + 255) / 510) as u8);
+        }
+    }
+    RgbImage::from_raw(width, height, rgb).expect("buffer has width * height * 3 bytes")
+}

@@ -1,0 +1,18 @@
+//! Image embeddings for imgsim: decode an image (JPEG, PNG, WebP, GIF, BMP, TIFF), pre-process
+//! it as the model's manifest says, run the CNN with ONNX Runtime (loaded at run time from a
+//! `libonnxruntime.so`) and build a unit-length descriptor from the manifest's outputs.
+//!
+//! No pgrx here: the PostgreSQL glue maps [`EmbedError`] to SQLSTATEs.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+
+mod decode;
+mod embedder;
+mod error;
+pub mod manifest;
+mod preprocess;
+
+pub use decode::{decode, DecodeLimits, DecodedImage, MAX_ALLOC, MAX_PIXELS, MAX_SIDE};
+pub use embedder::{Embedder, Timings};
+pub use error::EmbedError;
+pub use manifest::Manifest;
