@@ -34,3 +34,19 @@ CREATE OPERATOR <> (
     LEFTARG = vector2048, RIGHTARG = vector2048, FUNCTION = vector2048_ne,
     COMMUTATOR = '<>', NEGATOR = '=', RESTRICT = neqsel, JOIN = neqjoinsel
 );
+
+-- The annoy index access method and its operator classes. Support function 1
+-- is the opclass's distance function: it tells the build which metric to use.
+CREATE ACCESS METHOD annoy TYPE INDEX HANDLER annoy_handler;
+
+CREATE OPERATOR CLASS vector2048_l2_ops DEFAULT FOR TYPE vector2048 USING annoy AS
+    OPERATOR 1 <-> (vector2048, vector2048) FOR ORDER BY float_ops,
+    FUNCTION 1 l2_distance(vector2048, vector2048);
+
+CREATE OPERATOR CLASS vector2048_cosine_ops FOR TYPE vector2048 USING annoy AS
+    OPERATOR 1 <=> (vector2048, vector2048) FOR ORDER BY float_ops,
+    FUNCTION 1 cosine_distance(vector2048, vector2048);
+
+CREATE OPERATOR CLASS vector2048_ip_ops FOR TYPE vector2048 USING annoy AS
+    OPERATOR 1 <#> (vector2048, vector2048) FOR ORDER BY float_ops,
+    FUNCTION 1 vector2048_negative_inner_product(vector2048, vector2048);

@@ -14,7 +14,9 @@ run_suite() {
 }
 
 rust_unit_tests() {
-    (cd "$REPO_ROOT" && IMGSIM_TEST_PHOTOS="$PHOTOS_DIR" IMGSIM_ONNXRUNTIME="$ORT_LIB" \
+    # IMGSIM_REQUIRE_TEST_DATA: a missing photo or model fails the tests
+    # instead of skipping them.
+    (cd "$REPO_ROOT" && IMGSIM_TEST_PHOTOS="$PHOTOS_DIR" IMGSIM_ONNXRUNTIME="$ORT_LIB" IMGSIM_REQUIRE_TEST_DATA=1 \
         cargo test --release --workspace --exclude imgsim)
 }
 
@@ -27,8 +29,19 @@ sql_regression_tests() {
     local tests; tests=$(cd "$REPO_ROOT/tests/pg_regress/sql" && ls *.sql | sed 's/\.sql$//')
     # pg_regress runs as postgres, so it reads a copy of the tests it can reach.
     cp -r "$REPO_ROOT/tests/pg_regress/." "$out/"
+    cp -r "$PHOTOS_DIR" "$out/photos"
+    # A manifest whose descriptor is not 2048-d, for the refusal test.
+    "$VENV/bin/python" - "$IMGSIM_SHARE" "$out/photos/derived_manifest_1280.json" <<'PY'
+import json, sys
+share, out = sys.argv[1:]
+manifest = json.load(open(f"{share}/efficientnet-lite0.json"))
+manifest["model"] = f"{share}/{manifest['model']}"
+manifest["descriptor"] = {"dims": 1280, "parts": [{"output": "head", "dims": 1280, "weight": 1.0}]}
+json.dump(manifest, open(out, "w"))
+PY
     chmod -R a+rwX "$out"
-    if (cd "$out" && as_postgres "$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress" \
+    if (cd "$out" && as_postgres env IMGSIM_TEST_PHOTOS="$out/photos" \
+            "$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress" \
             --host=/tmp --port="$TEST_PORT" --user=postgres --dbname=imgsim_regress \
             --inputdir=. --outputdir=. $tests); then
         return 0
@@ -46,6 +59,8 @@ on_exit 'cluster_stop "$TEST_PGDATA"'
 run_suite "Rust unit tests (kernels, index core, embedding)" rust_unit_tests
 run_suite "model conversion (classification of real photos)" model_conversion_test
 run_suite "SQL regression tests (pg_regress)" sql_regression_tests
+run_suite "crash recovery: kill -9 during inserts" bash "$REPO_ROOT/tests/tap/crash_recovery.sh"
+run_suite "streaming replica answers like the primary" bash "$REPO_ROOT/tests/tap/replica.sh"
 
 CURRENT_STEP="summary"
 echo

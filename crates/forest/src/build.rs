@@ -1,0 +1,546 @@
+//! Index build: stream the items once into item pages, keeping only their
+//! reduced vectors in memory, then build the trees and write them.
+
+use std::fmt;
+
+use half::f16;
+
+use crate::format::*;
+use crate::items::{ItemAppender, ItemLoc};
+use crate::meta::{Meta, META_BLOCK, ROTATION_ROUNDS};
+use crate::space::{dot_code, Rng, TreeSpace};
+use crate::store::{PageKind, PageStore};
+use crate::{Metric, Options, Tid};
+
+/// Two-means refinement steps per split (Annoy uses 200).
+const TWO_MEANS_STEPS: usize = 200;
+/// A split keeps at least this fraction of the node's items on each side.
+const MIN_SPLIT_FRACTION: f32 = 0.25;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildPhase {
+    /// Items read and written to item pages (total unknown: 0).
+    LoadingItems,
+    /// Items coded for the leaves.
+    Coding,
+    /// Trees built and written.
+    BuildingTrees,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum BuildError {
+    /// The in-memory build data would exceed the budget
+    /// (`maintenance_work_mem`); `needed` is a lower bound.
+    OutOfMemory {
+        needed: usize,
+        budget: usize,
+    },
+    InvalidOptions(String),
+    /// A vector does not have 2048 dimensions.
+    WrongDimensions {
+        tid: Tid,
+        dims: usize,
+    },
+    /// The store already holds pages.
+    StoreNotEmpty,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::OutOfMemory { needed, budget } => write!(
+                f,
+                "annoy build needs at least {} kB of memory, budget is {} kB",
+                needed.div_ceil(1024),
+                budget / 1024
+            ),
+            BuildError::InvalidOptions(s) => write!(f, "invalid annoy options: {s}"),
+            BuildError::WrongDimensions { tid, dims } => {
+                write!(
+                    f,
+                    "vector at ({},{}) has {dims} dimensions, expected {DIMS}",
+                    tid.block, tid.offset
+                )
+            }
+            BuildError::StoreNotEmpty => write!(f, "index relation is not empty"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildStats {
+    pub items: u64,
+    pub leaf_pages: u32,
+    pub split_pages: u32,
+    pub item_pages: u32,
+}
+
+/// Builds an index from `items` into an empty `store`; see [`Builder`].
+pub fn build<'v, S: PageStore>(
+    store: &S,
+    options: Options,
+    metric: Metric,
+    items: impl IntoIterator<Item = (Tid, &'v [f16])>,
+    memory_budget_bytes: usize,
+    progress: &mut dyn FnMut(BuildPhase, u64, u64),
+) -> Result<BuildStats, BuildError> {
+    let mut builder = Builder::new(store, options, metric, memory_budget_bytes)?;
+    for (i, (tid, v)) in items.into_iter().enumerate() {
+        builder.add(tid, v)?;
+        if i % 1024 == 1023 {
+            progress(BuildPhase::LoadingItems, i as u64 + 1, 0);
+        }
+    }
+    Ok(builder.finish(progress))
+}
+
+/// Push-style build, for scans that call back once per tuple.
+pub struct Builder<'s, S: PageStore + 's> {
+    store: &'s S,
+    options: Options,
+    leaf_size: usize,
+    space: TreeSpace,
+    budget: usize,
+    appender: ItemAppender<'s, S>,
+    /// Reduced vectors (D' per item), half precision to halve build memory.
+    reduced: Vec<f16>,
+    locs: Vec<ItemLoc>,
+}
+
+impl<'s, S: PageStore> Builder<'s, S> {
+    /// Memory the build needs for `items` items, so the caller can fail
+    /// before scanning: reduced vectors (f16), item location, code with
+    /// scale and norm, and per-tree work (item ids, sort keys, the normals of
+    /// the split nodes: about one per 8 items).
+    pub fn required_memory(options: &Options, items: u64) -> usize {
+        let d = options.reduced_dims as usize;
+        let per_item = d * 2 + 8 + code_stride(d) + 8 + 16 + d / 2;
+        per_item.saturating_mul(items as usize)
+    }
+
+    pub fn new(
+        store: &'s S,
+        options: Options,
+        metric: Metric,
+        memory_budget_bytes: usize,
+    ) -> Result<Self, BuildError> {
+        let reduced = options.reduced_dims as usize;
+        if !reduced.is_power_of_two() || !(MIN_REDUCED_DIMS..=MAX_REDUCED_DIMS).contains(&reduced) {
+            return Err(BuildError::InvalidOptions(format!(
+                "reduced_dims must be a power of two in {MIN_REDUCED_DIMS}..={MAX_REDUCED_DIMS}"
+            )));
+        }
+        if options.trees == 0 || options.trees as usize > MAX_TREES {
+            return Err(BuildError::InvalidOptions(format!(
+                "trees must be in 1..={MAX_TREES}"
+            )));
+        }
+        let space = TreeSpace::new(metric, reduced, options.seed, ROTATION_ROUNDS as usize);
+        let capacity = leaf_capacity(store.body_size(), space.reduced_dims);
+        let leaf_size = match options.leaf_size as usize {
+            0 => capacity,
+            n if n <= capacity => n,
+            n => {
+                return Err(BuildError::InvalidOptions(format!(
+                    "leaf_size {n} exceeds the {capacity} entries a page holds"
+                )))
+            }
+        };
+        if leaf_size < 2 {
+            return Err(BuildError::InvalidOptions(
+                "leaf_size must be at least 2".into(),
+            ));
+        }
+        if store.nblocks() != 0 {
+            return Err(BuildError::StoreNotEmpty);
+        }
+        // Block 0 is reserved for the metapage, written last.
+        let (meta_block, _) = store.allocate(PageKind::Meta);
+        debug_assert_eq!(meta_block, META_BLOCK);
+        Ok(Builder {
+            store,
+            options,
+            leaf_size,
+            space,
+            budget: memory_budget_bytes,
+            appender: ItemAppender::new_chain(store),
+            reduced: Vec::new(),
+            locs: Vec::new(),
+        })
+    }
+
+    /// Writes one item to the item pages and keeps its reduced vector.
+    pub fn add(&mut self, tid: Tid, vector: &[f16]) -> Result<(), BuildError> {
+        if vector.len() != DIMS {
+            return Err(BuildError::WrongDimensions {
+                tid,
+                dims: vector.len(),
+            });
+        }
+        let n = self.locs.len() as u64 + 1;
+        let needed = Self::required_memory(&self.options, n);
+        if needed > self.budget {
+            return Err(BuildError::OutOfMemory {
+                needed,
+                budget: self.budget,
+            });
+        }
+        let norm_sq = imgsim_kernels::norm_squared(vector);
+        let header = ItemRecordHeader {
+            tid: tid.to_bytes(),
+            flags: 0,
+            norm_sq,
+            reserved: 0,
+        };
+        self.locs.push(self.appender.append(header, vector));
+        let d = self.space.reduced_dims;
+        self.reduced.resize(self.reduced.len() + d, f16::ZERO);
+        let at = self.reduced.len() - d;
+        self.space
+            .reduce_item(vector, norm_sq, &mut self.reduced[at..]);
+        Ok(())
+    }
+
+    /// Codes the items, builds and writes the trees, then the metapage.
+    pub fn finish(self, progress: &mut dyn FnMut(BuildPhase, u64, u64)) -> BuildStats {
+        let Builder {
+            store,
+            options,
+            leaf_size,
+            mut space,
+            appender,
+            reduced,
+            locs,
+            ..
+        } = self;
+        let n = locs.len();
+        let (item_tail, item_tail_used) = appender.finish();
+        let item_head = locs.first().map_or(item_tail, |l| l.block);
+        let item_pages = store.nblocks() - 1;
+
+        // Centre of the tree-space vectors, then codes relative to it.
+        let d = space.reduced_dims;
+        let mut v = vec![0f32; d];
+        let mut sum = vec![0f64; d];
+        for i in 0..n {
+            space.item_vector(&reduced[i * d..(i + 1) * d], &mut v);
+            sum.iter_mut()
+                .zip(&v)
+                .for_each(|(s, x)| *s += f64::from(*x));
+        }
+        if n > 0 {
+            space.center = sum.iter().map(|s| (s / n as f64) as f32).collect();
+        }
+
+        let stride = code_stride(d);
+        let mut coded = CodedItems {
+            stride,
+            codes: vec![0u8; n * stride],
+            scales: vec![0.0; n],
+            code_norms_sq: vec![0.0; n],
+        };
+        for i in 0..n {
+            let code = &mut coded.codes[i * stride..i * stride + d];
+            let (scale, norm) = space.item_code(&reduced[i * d..(i + 1) * d], code);
+            coded.scales[i] = scale;
+            coded.code_norms_sq[i] = norm;
+            if i % 4096 == 4095 {
+                progress(BuildPhase::Coding, i as u64 + 1, n as u64);
+            }
+        }
+        drop(reduced);
+
+        let mut stats = BuildStats {
+            items: n as u64,
+            leaf_pages: 0,
+            split_pages: 0,
+            item_pages,
+        };
+        let mut roots = Vec::with_capacity(options.trees as usize);
+        for t in 0..options.trees {
+            let mut rng = Rng::new(
+                options
+                    .seed
+                    .wrapping_add(u64::from(t).wrapping_mul(0xA24B_AED4_963E_E407)),
+            );
+            let mut tree = TreeBuilder {
+                coded: &coded,
+                reduced_dims: d,
+                leaf_size,
+                rng: &mut rng,
+                nodes: Vec::new(),
+            };
+            let mut ids: Vec<u32> = (0..n as u32).collect();
+            let root = if n == 0 {
+                None
+            } else {
+                Some(tree.build_node(&mut ids))
+            };
+            let nodes = tree.nodes;
+            roots.push(match root {
+                None => NodeRef::EMPTY,
+                Some(root) => write_tree(store, &nodes, root, &coded, &locs, d, &mut stats),
+            });
+            progress(
+                BuildPhase::BuildingTrees,
+                u64::from(t) + 1,
+                u64::from(options.trees),
+            );
+        }
+
+        let meta = Meta {
+            header: MetaHeader {
+                magic: META_MAGIC,
+                version: FORMAT_VERSION,
+                dims: DIMS as u32,
+                metric: space.metric as u32,
+                reduced_dims: d as u32,
+                trees: options.trees,
+                leaf_size: leaf_size as u32,
+                rotation_rounds: ROTATION_ROUNDS,
+                seed: options.seed,
+                item_count: n as u64,
+                live_count: n as u64,
+                item_head,
+                item_tail,
+                item_tail_used,
+                ..MetaHeader::default()
+            },
+            roots,
+            space,
+        };
+        meta.write_to(&mut store.write(META_BLOCK));
+        stats
+    }
+}
+
+/// int8 codes of all items, indexed by build item number.
+pub(crate) struct CodedItems {
+    pub stride: usize,
+    pub codes: Vec<u8>,
+    pub scales: Vec<f32>,
+    pub code_norms_sq: Vec<f32>,
+}
+
+impl CodedItems {
+    pub fn code(&self, i: u32) -> &[u8] {
+        let i = i as usize;
+        &self.codes[i * self.stride..(i + 1) * self.stride]
+    }
+
+    /// `normal · item` for a tree-space vector `normal`.
+    fn project(&self, normal: &[f32], i: u32) -> f32 {
+        self.scales[i as usize] * dot_code(normal, &self.code(i)[..normal.len()])
+    }
+
+    fn decode_into(&self, i: u32, out: &mut [f32]) {
+        let s = self.scales[i as usize];
+        for (o, c) in out.iter_mut().zip(self.code(i)) {
+            *o = s * f32::from(*c as i8);
+        }
+    }
+}
+
+pub(crate) enum Node {
+    Split {
+        normal: Vec<f32>,
+        offset: f32,
+        left: usize,
+        right: usize,
+    },
+    Leaf {
+        items: Vec<u32>,
+    },
+}
+
+pub(crate) struct TreeBuilder<'a> {
+    pub coded: &'a CodedItems,
+    pub reduced_dims: usize,
+    pub leaf_size: usize,
+    pub rng: &'a mut Rng,
+    /// Children always precede their parent (post-order).
+    pub nodes: Vec<Node>,
+}
+
+impl TreeBuilder<'_> {
+    fn build_node(&mut self, ids: &mut [u32]) -> usize {
+        if ids.len() <= self.leaf_size {
+            self.nodes.push(Node::Leaf {
+                items: ids.to_vec(),
+            });
+            return self.nodes.len() - 1;
+        }
+        let (normal, offset, cut) = self.split(ids);
+        let (left_ids, right_ids) = ids.split_at_mut(cut);
+        let left = self.build_node(left_ids);
+        let right = self.build_node(right_ids);
+        self.nodes.push(Node::Split {
+            normal,
+            offset,
+            left,
+            right,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Chooses a hyperplane for `ids` (at least 2) and reorders them so the
+    /// first `cut` lie on its left. Returns `(normal, offset, cut)`.
+    pub(crate) fn split(&mut self, ids: &mut [u32]) -> (Vec<f32>, f32, usize) {
+        let (normal, midpoint) = self.two_means(ids);
+        let mut keyed: Vec<(f32, u32)> = ids
+            .iter()
+            .map(|&i| (self.coded.project(&normal, i), i))
+            .collect();
+        keyed.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // Cut where the two-means midpoint falls, but keep both sides at
+        // least MIN_SPLIT_FRACTION full so trees stay balanced (and identical
+        // vectors still split).
+        let n = ids.len();
+        let min_side = ((n as f32 * MIN_SPLIT_FRACTION) as usize).max(1);
+        let cut = keyed
+            .partition_point(|&(p, _)| p <= midpoint)
+            .clamp(min_side, n - min_side);
+        let threshold = 0.5 * (keyed[cut - 1].0 + keyed[cut].0);
+        for (slot, (_, i)) in ids.iter_mut().zip(&keyed) {
+            *slot = *i;
+        }
+        (normal, -threshold, cut)
+    }
+
+    /// Annoy's two-means: refine two centroids on random items, weighted by
+    /// how many items each has absorbed. Returns the unit normal from the
+    /// first centroid to the second and the centroids' midpoint projected
+    /// on it.
+    fn two_means(&mut self, ids: &[u32]) -> (Vec<f32>, f32) {
+        let td = self.reduced_dims;
+        let n = ids.len();
+        let i = self.rng.below(n);
+        let mut j = self.rng.below(n - 1);
+        if j >= i {
+            j += 1;
+        }
+        let mut c0 = vec![0f32; td];
+        let mut c1 = vec![0f32; td];
+        self.coded.decode_into(ids[i], &mut c0);
+        self.coded.decode_into(ids[j], &mut c1);
+        let (mut n0, mut n1) = (1f32, 1f32);
+        let mut v = vec![0f32; td];
+        for _ in 0..TWO_MEANS_STEPS {
+            self.coded.decode_into(ids[self.rng.below(n)], &mut v);
+            let d0 = n0 * dist_sq(&c0, &v);
+            let d1 = n1 * dist_sq(&c1, &v);
+            let (c, cnt) = if d0 < d1 {
+                (&mut c0, &mut n0)
+            } else {
+                (&mut c1, &mut n1)
+            };
+            for (ce, ve) in c.iter_mut().zip(&v) {
+                *ce = (*ce * *cnt + ve) / (*cnt + 1.0);
+            }
+            *cnt += 1.0;
+        }
+        let mut normal: Vec<f32> = c1.iter().zip(&c0).map(|(a, b)| a - b).collect();
+        let len = normal.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if len > 0.0 {
+            normal.iter_mut().for_each(|x| *x /= len);
+        } else {
+            // All sampled items identical: any direction; the balanced cut
+            // still divides the node.
+            normal[0] = 1.0;
+        }
+        let midpoint = normal
+            .iter()
+            .zip(c0.iter().zip(&c1))
+            .map(|(w, (a, b))| w * 0.5 * (a + b))
+            .sum();
+        (normal, midpoint)
+    }
+}
+
+fn dist_sq(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Writes one tree: each leaf to its own page, then the split nodes packed
+/// into split pages in post-order (so children are placed before parents).
+/// Returns the root reference.
+fn write_tree<S: PageStore>(
+    store: &S,
+    nodes: &[Node],
+    root: usize,
+    coded: &CodedItems,
+    locs: &[ItemLoc],
+    reduced_dims: usize,
+    stats: &mut BuildStats,
+) -> NodeRef {
+    let mut refs = vec![NodeRef::EMPTY; nodes.len()];
+    for (idx, node) in nodes.iter().enumerate() {
+        let Node::Leaf { items } = node else { continue };
+        let (block, mut page) = store.allocate(PageKind::Leaf);
+        LeafPageHeader {
+            count: items.len() as u16,
+            ..LeafPageHeader::default()
+        }
+        .write(&mut page);
+        for (k, &i) in items.iter().enumerate() {
+            let loc = locs[i as usize];
+            let entry = LeafEntryHeader {
+                item_block: loc.block,
+                item_offset: loc.offset,
+                reserved: 0,
+                scale: coded.scales[i as usize],
+                code_norm_sq: coded.code_norms_sq[i as usize],
+            };
+            write_leaf_entry(&mut page, k, &entry, coded.code(i));
+        }
+        refs[idx] = NodeRef::leaf(block);
+        stats.leaf_pages += 1;
+    }
+
+    let per_page = splits_per_page(store.body_size(), reduced_dims);
+    let node_bytes = split_node_bytes(reduced_dims);
+    let split_ids: Vec<usize> = (0..nodes.len())
+        .filter(|&i| matches!(nodes[i], Node::Split { .. }))
+        .collect();
+    for group in split_ids.chunks(per_page) {
+        let (block, mut page) = store.allocate(PageKind::Split);
+        for (slot, &idx) in group.iter().enumerate() {
+            refs[idx] = NodeRef::split(block, slot as u16);
+        }
+        SplitPageHeader {
+            count: group.len() as u16,
+            ..SplitPageHeader::default()
+        }
+        .write(&mut page);
+        for (slot, &idx) in group.iter().enumerate() {
+            let Node::Split {
+                normal,
+                offset,
+                left,
+                right,
+            } = &nodes[idx]
+            else {
+                unreachable!("filtered to splits")
+            };
+            let at = SplitPageHeader::SIZE + slot * node_bytes;
+            let header = SplitNodeHeader {
+                left: refs[*left],
+                right: refs[*right],
+                offset: *offset,
+                reserved: 0,
+            };
+            write_split_node(&header, normal, &mut page[at..at + node_bytes]);
+        }
+        stats.split_pages += 1;
+    }
+    refs[root]
+}
+
+/// Writes entry `k` of a leaf page body (`code` is `code_stride` bytes).
+pub(crate) fn write_leaf_entry(page: &mut [u8], k: usize, entry: &LeafEntryHeader, code: &[u8]) {
+    let at = LeafPageHeader::SIZE + k * (LeafEntryHeader::SIZE + code.len());
+    entry.write(&mut page[at..]);
+    page[at + LeafEntryHeader::SIZE..at + LeafEntryHeader::SIZE + code.len()].copy_from_slice(code);
+}

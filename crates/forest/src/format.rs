@@ -1,0 +1,335 @@
+//! On-disk format: every page struct, magic number and the format version.
+//!
+//! All structs are `#[repr(C)]` plain old data without padding, stored
+//! little-endian and moved to and from page bodies by copying (never by
+//! reference, so page bodies need no alignment).
+//!
+//! Page kinds and their bodies (the glue keeps the page header and records the
+//! kind in the special area; these layouts describe the body only):
+//!
+//! * **Meta** (block 0): [`MetaHeader`], then `MAX_TREES` [`NodeRef`] roots at
+//!   [`META_ROOTS_OFFSET`], then the build-time centre of the tree space
+//!   (`reduced_dims` f32) at [`META_CENTER_OFFSET`].
+//! * **Item**: [`ItemPageHeader`], then fixed-size item records
+//!   ([`ItemRecordHeader`] + 2048 f16) packed back to back. Two records do not
+//!   fit in one body, so a record's vector may continue at the start of the
+//!   next page of the item chain (`next`); the record header itself never
+//!   straddles. Every item is stored once, here.
+//! * **Split**: [`SplitPageHeader`], then up to [`splits_per_page`] nodes of
+//!   [`SplitNodeHeader`] + normal (`reduced_dims` f32).
+//! * **Leaf**: one leaf per page: [`LeafPageHeader`], then entries of
+//!   [`LeafEntryHeader`] + int8 code (`reduced_dims` rounded up to 4 bytes). The
+//!   code lets a candidate be scored without reading its item page. A leaf
+//!   split by an insert holds a split node instead ([`LEAF_SPLIT`]).
+
+use std::mem::size_of;
+
+/// Magic number at the start of the metapage body ("ANFR").
+pub const META_MAGIC: u32 = 0x414E_4652;
+/// Bumped on every incompatible change of any layout in this file.
+pub const FORMAT_VERSION: u32 = 1;
+/// Dimensions of every indexed vector.
+pub const DIMS: usize = 2048;
+/// Bytes of one stored full vector.
+pub const VECTOR_BYTES: usize = DIMS * 2;
+/// Upper bound on `trees`; the metapage reserves this many root slots.
+pub const MAX_TREES: usize = 64;
+/// Deeper paths mean a cycle in corrupted pages. Build trees are balanced
+/// (depth ≈ log4/3 of the leaf count); leaf splits by inserts add one level
+/// each, so real trees stay far below this.
+pub const MAX_TREE_DEPTH: u16 = 1024;
+/// Allowed reduced dimensions: powers of two in this range.
+pub const MIN_REDUCED_DIMS: usize = 32;
+pub const MAX_REDUCED_DIMS: usize = 1024;
+
+/// A fixed-layout little-endian value that can be copied out of / into bytes.
+pub trait Pod: Sized {
+    const SIZE: usize;
+    /// Reads from the first `SIZE` bytes. Panics if `b` is shorter: callers
+    /// bound-check offsets that come from disk before calling.
+    fn read(b: &[u8]) -> Self;
+    fn write(&self, b: &mut [u8]);
+}
+
+macro_rules! pod_int {
+    ($($t:ty),*) => {$(
+        impl Pod for $t {
+            const SIZE: usize = size_of::<$t>();
+            fn read(b: &[u8]) -> Self {
+                <$t>::from_le_bytes(b[..Self::SIZE].try_into().expect("slice length checked"))
+            }
+            fn write(&self, b: &mut [u8]) {
+                b[..Self::SIZE].copy_from_slice(&self.to_le_bytes());
+            }
+        }
+    )*};
+}
+pod_int!(u8, u16, u32, u64, i8, f32);
+
+impl<const N: usize> Pod for [u8; N] {
+    const SIZE: usize = N;
+    fn read(b: &[u8]) -> Self {
+        b[..N].try_into().expect("slice length checked")
+    }
+    fn write(&self, b: &mut [u8]) {
+        b[..N].copy_from_slice(self);
+    }
+}
+
+/// Declares a `#[repr(C)]` struct, asserts at compile time that it has the
+/// given size and no padding, and implements [`Pod`] field by field.
+macro_rules! pod_struct {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $field:ident: $ty:ty,)* } size = $size:expr;) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq)]
+        pub struct $name { $($(#[$fm])* pub $field: $ty,)* }
+        const _: () = assert!(size_of::<$name>() == $size);
+        const _: () = assert!(0 $(+ size_of::<$ty>())* == $size, "padding in on-disk struct");
+        impl Pod for $name {
+            const SIZE: usize = $size;
+            fn read(b: &[u8]) -> Self {
+                let mut off = 0;
+                $(let $field = <$ty as Pod>::read(&b[off..]); off += <$ty as Pod>::SIZE;)*
+                debug_assert_eq!(off, $size);
+                Self { $($field,)* }
+            }
+            fn write(&self, b: &mut [u8]) {
+                let mut off = 0;
+                $(self.$field.write(&mut b[off..]); off += <$ty as Pod>::SIZE;)*
+                debug_assert_eq!(off, $size);
+            }
+        }
+    };
+}
+
+/// Kinds of tree node a [`NodeRef`] can point at.
+pub const NODE_EMPTY: u16 = 0;
+pub const NODE_SPLIT: u16 = 1;
+pub const NODE_LEAF: u16 = 2;
+
+pod_struct! {
+    /// Reference to a tree node: a split node (`block`, `slot`) or a leaf page
+    /// (`block`, slot 0). `kind == NODE_EMPTY` is the root of an empty tree.
+    pub struct NodeRef {
+        pub block: u32,
+        pub slot: u16,
+        pub kind: u16,
+    }
+    size = 8;
+}
+
+impl NodeRef {
+    pub const EMPTY: NodeRef = NodeRef {
+        block: 0,
+        slot: 0,
+        kind: NODE_EMPTY,
+    };
+    pub fn leaf(block: u32) -> Self {
+        NodeRef {
+            block,
+            slot: 0,
+            kind: NODE_LEAF,
+        }
+    }
+    pub fn split(block: u32, slot: u16) -> Self {
+        NodeRef {
+            block,
+            slot,
+            kind: NODE_SPLIT,
+        }
+    }
+}
+
+pod_struct! {
+    /// Start of the metapage body.
+    pub struct MetaHeader {
+        pub magic: u32,
+        pub version: u32,
+        pub dims: u32,
+        /// [`crate::Metric`] as u32.
+        pub metric: u32,
+        /// D': coordinates kept from the rotated vector (the tree space).
+        pub reduced_dims: u32,
+        pub trees: u32,
+        pub leaf_size: u32,
+        pub rotation_rounds: u32,
+        pub seed: u64,
+        /// Item records ever written (live and deleted).
+        pub item_count: u64,
+        /// Item records not marked deleted.
+        pub live_count: u64,
+        /// First and last page of the item chain (0 = none).
+        pub item_head: u32,
+        pub item_tail: u32,
+        /// Bytes of the tail page body in use (header included).
+        pub item_tail_used: u32,
+        /// Head of the free-page list, for page reuse after VACUUM (0 = none).
+        pub free_head: u32,
+    }
+    size = 72;
+}
+
+pub const META_ROOTS_OFFSET: usize = MetaHeader::SIZE;
+pub const META_CENTER_OFFSET: usize = META_ROOTS_OFFSET + MAX_TREES * NodeRef::SIZE;
+const _: () = assert!(META_CENTER_OFFSET + MAX_REDUCED_DIMS * 4 <= 8152);
+
+pod_struct! {
+    /// Start of every item page body.
+    pub struct ItemPageHeader {
+        /// Next page of the item chain (0 = end).
+        pub next: u32,
+        /// Bytes at the start of the body that continue the previous page's
+        /// last record.
+        pub continued_bytes: u16,
+        /// Records whose header is on this page.
+        pub records_started: u16,
+    }
+    size = 8;
+}
+
+/// Item record flag: removed by VACUUM; the slot may be reused.
+pub const ITEM_DELETED: u16 = 1;
+
+pod_struct! {
+    /// Header of an item record; the 2048 f16 of the vector follow.
+    pub struct ItemRecordHeader {
+        /// Heap TID, opaque: block (u32 LE) and offset (u16 LE).
+        pub tid: [u8; 6],
+        pub flags: u16,
+        /// Squared L2 norm of the stored vector (cosine distance, checks).
+        pub norm_sq: f32,
+        pub reserved: u32,
+    }
+    size = 16;
+}
+
+pub const ITEM_RECORD_BYTES: usize = ItemRecordHeader::SIZE + VECTOR_BYTES;
+
+pod_struct! {
+    pub struct SplitPageHeader {
+        pub count: u16,
+        pub reserved0: u16,
+        pub reserved1: u32,
+    }
+    size = 8;
+}
+
+pod_struct! {
+    /// A split node; its unit normal (`reduced_dims` f32) follows. A point `v`
+    /// of the tree space goes right when `normal·v + offset > 0`.
+    pub struct SplitNodeHeader {
+        pub left: NodeRef,
+        pub right: NodeRef,
+        pub offset: f32,
+        pub reserved: u32,
+    }
+    size = 24;
+}
+
+pod_struct! {
+    pub struct LeafPageHeader {
+        /// Entries on the page (0 when `LEAF_SPLIT` is set).
+        pub count: u16,
+        pub flags: u16,
+        pub reserved: [u8; 12],
+    }
+    size = 16;
+}
+
+/// Leaf flag: an insert split this leaf; the page now holds one split node
+/// ([`SplitNodeHeader`] + normal right after the header) whose children are
+/// two new leaves. Splitting in place needs no change to the parent, so a
+/// split happens under the leaf's lock alone.
+pub const LEAF_SPLIT: u16 = 1;
+
+pod_struct! {
+    /// A leaf entry; the item's int8 code follows (`code_stride` bytes).
+    /// The item's centred tree-space vector is approximately `scale * code`.
+    pub struct LeafEntryHeader {
+        pub item_block: u32,
+        pub item_offset: u16,
+        pub reserved: u16,
+        pub scale: f32,
+        /// `scale² · |code|²`, precomputed for scoring.
+        pub code_norm_sq: f32,
+    }
+    size = 16;
+}
+
+/// Bytes of a code: `reduced_dims` rounded up to a multiple of 4.
+pub fn code_stride(reduced_dims: usize) -> usize {
+    reduced_dims.div_ceil(4) * 4
+}
+
+pub fn leaf_entry_bytes(reduced_dims: usize) -> usize {
+    LeafEntryHeader::SIZE + code_stride(reduced_dims)
+}
+
+/// Entries that fit in one leaf page body.
+pub fn leaf_capacity(body_size: usize, reduced_dims: usize) -> usize {
+    body_size.saturating_sub(LeafPageHeader::SIZE) / leaf_entry_bytes(reduced_dims)
+}
+
+pub fn split_node_bytes(reduced_dims: usize) -> usize {
+    SplitNodeHeader::SIZE + 4 * reduced_dims
+}
+
+pub fn splits_per_page(body_size: usize, reduced_dims: usize) -> usize {
+    body_size.saturating_sub(SplitPageHeader::SIZE) / split_node_bytes(reduced_dims)
+}
+
+/// Reads a split node (header, then normal into `normal`) starting at `b[0]`.
+pub fn read_split_node(b: &[u8], normal: &mut [f32]) -> SplitNodeHeader {
+    read_f32s(&b[SplitNodeHeader::SIZE..], normal);
+    SplitNodeHeader::read(b)
+}
+
+pub fn write_split_node(header: &SplitNodeHeader, normal: &[f32], b: &mut [u8]) {
+    header.write(b);
+    write_f32s(normal, &mut b[SplitNodeHeader::SIZE..]);
+}
+
+/// Reads `out.len()` consecutive f32 values.
+pub fn read_f32s(b: &[u8], out: &mut [f32]) {
+    for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+        *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+}
+
+pub fn write_f32s(values: &[f32], b: &mut [u8]) {
+    for (v, c) in values.iter().zip(b.chunks_exact_mut(4)) {
+        c.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_round_trip() {
+        assert_eq!(NodeRef::SIZE, 8);
+        assert_eq!(MetaHeader::SIZE, 72);
+        assert_eq!(ItemPageHeader::SIZE, 8);
+        assert_eq!(ItemRecordHeader::SIZE, 16);
+        assert_eq!(SplitPageHeader::SIZE, 8);
+        assert_eq!(SplitNodeHeader::SIZE, 24);
+        assert_eq!(LeafPageHeader::SIZE, 16);
+        assert_eq!(LeafEntryHeader::SIZE, 16);
+        let h = SplitNodeHeader {
+            left: NodeRef::leaf(7),
+            right: NodeRef::split(9, 3),
+            offset: -1.5,
+            reserved: 0,
+        };
+        let mut buf = [0u8; 24];
+        h.write(&mut buf);
+        assert_eq!(SplitNodeHeader::read(&buf), h);
+        assert_eq!(&buf[..4], &7u32.to_le_bytes());
+        // Two full records do not fit one 8152-byte body; records straddle.
+        const { assert!(2 * ITEM_RECORD_BYTES > 8152 - ItemPageHeader::SIZE) };
+        assert_eq!(leaf_capacity(8152, 256), 29);
+        assert_eq!(splits_per_page(8152, 256), 7);
+    }
+}

@@ -1,0 +1,152 @@
+//! The item chain: fixed-size records (heap TID, flags, norm, full vector)
+//! packed back to back over a linked list of item pages, a record's vector
+//! continuing on the next page when it does not fit.
+
+use half::f16;
+
+use crate::format::*;
+use crate::store::{PageKind, PageStore};
+use crate::Corruption;
+
+/// Where an item record starts: its page and byte offset in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemLoc {
+    pub block: u32,
+    pub offset: u16,
+}
+
+impl ItemLoc {
+    pub fn key(self) -> u64 {
+        (u64::from(self.block) << 16) | u64::from(self.offset)
+    }
+}
+
+/// Appends records at the tail of the chain. Pages are locked only inside
+/// `append`, so no lock is held between calls (a build's table scan runs
+/// between them, and a held buffer lock would block query cancel).
+pub struct ItemAppender<'s, S: PageStore + 's> {
+    store: &'s S,
+    block: u32,
+    used: usize,
+}
+
+impl<'s, S: PageStore> ItemAppender<'s, S> {
+    /// Starts a new chain on a freshly allocated page.
+    pub fn new_chain(store: &'s S) -> Self {
+        let (block, mut page) = store.allocate(PageKind::Item);
+        ItemPageHeader::default().write(&mut page);
+        ItemAppender {
+            store,
+            block,
+            used: ItemPageHeader::SIZE,
+        }
+    }
+
+    /// Continues the chain at its tail page, `used` bytes of which are taken.
+    pub fn resume(store: &'s S, block: u32, used: usize) -> Self {
+        ItemAppender { store, block, used }
+    }
+
+    /// Allocates the next page of the chain and links it from `page`, the
+    /// current one (lock order: current page, then the new one).
+    fn advance(&mut self, page: &mut S::Write<'s>, continued_bytes: usize) -> S::Write<'s> {
+        let (block, mut next) = self.store.allocate(PageKind::Item);
+        let header = ItemPageHeader {
+            next: 0,
+            continued_bytes: continued_bytes as u16,
+            records_started: 0,
+        };
+        header.write(&mut next);
+        let mut header = ItemPageHeader::read(page);
+        header.next = block;
+        header.write(page);
+        self.block = block;
+        self.used = ItemPageHeader::SIZE;
+        next
+    }
+
+    pub fn append(&mut self, header: ItemRecordHeader, vector: &[f16]) -> ItemLoc {
+        let body = self.store.body_size();
+        let mut page = self.store.write(self.block);
+        if self.used + ItemRecordHeader::SIZE > body {
+            page = self.advance(&mut page, 0);
+        }
+        let loc = ItemLoc {
+            block: self.block,
+            offset: self.used as u16,
+        };
+        header.write(&mut page[self.used..]);
+        let mut page_header = ItemPageHeader::read(&page);
+        page_header.records_started += 1;
+        page_header.write(&mut page);
+        self.used += ItemRecordHeader::SIZE;
+
+        let mut bytes = [0u8; VECTOR_BYTES];
+        for (b, v) in bytes.chunks_exact_mut(2).zip(vector) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
+        let first = (body - self.used).min(VECTOR_BYTES);
+        page[self.used..self.used + first].copy_from_slice(&bytes[..first]);
+        self.used += first;
+        if first < VECTOR_BYTES {
+            let rest = VECTOR_BYTES - first;
+            let mut next = self.advance(&mut page, rest);
+            next[self.used..self.used + rest].copy_from_slice(&bytes[first..]);
+            self.used += rest;
+        }
+        loc
+    }
+
+    /// The tail: `(block, bytes used in it)`.
+    pub fn finish(self) -> (u32, u32) {
+        (self.block, self.used as u32)
+    }
+}
+
+/// Reads a record: its header, and its vector into `vector` (2048 values).
+pub fn read_item<S: PageStore>(
+    store: &S,
+    loc: ItemLoc,
+    vector: &mut [f16],
+) -> Result<ItemRecordHeader, Corruption> {
+    let body = store.body_size();
+    let bad =
+        |block: u32, d: &str| Corruption::new(block, format!("item at offset {}: {d}", loc.offset));
+    let offset = loc.offset as usize;
+    if loc.block == 0
+        || loc.block >= store.nblocks()
+        || store.kind(loc.block) != Some(PageKind::Item)
+    {
+        return Err(bad(loc.block, "not an item page"));
+    }
+    if offset < ItemPageHeader::SIZE || offset + ItemRecordHeader::SIZE > body {
+        return Err(bad(loc.block, "offset out of range"));
+    }
+    let (header, next, first) = {
+        let page = store.read(loc.block);
+        let header = ItemRecordHeader::read(&page[offset..]);
+        let start = offset + ItemRecordHeader::SIZE;
+        let first = (body - start).min(VECTOR_BYTES);
+        copy_f16s(&page[start..start + first], &mut vector[..first / 2]);
+        (header, ItemPageHeader::read(&page).next, first)
+    };
+    if first < VECTOR_BYTES {
+        let rest = VECTOR_BYTES - first;
+        if next == 0 || next >= store.nblocks() || store.kind(next) != Some(PageKind::Item) {
+            return Err(bad(loc.block, "record continues past the end of the chain"));
+        }
+        let page = store.read(next);
+        if ItemPageHeader::read(&page).continued_bytes as usize != rest {
+            return Err(bad(next, "continuation length does not match"));
+        }
+        let start = ItemPageHeader::SIZE;
+        copy_f16s(&page[start..start + rest], &mut vector[first / 2..]);
+    }
+    Ok(header)
+}
+
+fn copy_f16s(bytes: &[u8], out: &mut [f16]) {
+    for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = f16::from_le_bytes([b[0], b[1]]);
+    }
+}

@@ -1,0 +1,369 @@
+//! k-NN search: one priority queue over all trees (Annoy), candidates scored
+//! by their leaf codes, the best re-ranked with the exact vectors.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use half::f16;
+
+use crate::format::*;
+use crate::items::{read_item, ItemLoc};
+use crate::meta::Meta;
+use crate::space::{code_distance, dot_code, dot_f32};
+use crate::store::{PageKind, PageStore};
+use crate::{Corruption, Metric, Tid};
+
+/// Query-time knobs (GUCs in the glue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchParams {
+    /// Distinct candidates scored by code before the first results; each
+    /// later widening scores this many more.
+    pub search_k: usize,
+    /// Candidates (best by code) re-ranked with exact distances per batch.
+    pub rerank: usize,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        SearchParams {
+            search_k: 1500,
+            rerank: 100,
+        }
+    }
+}
+
+/// f32 ordered by `total_cmp` (NaN sorts after +inf).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Ord32(f32);
+impl Eq for Ord32 {}
+impl PartialOrd for Ord32 {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ord32 {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// An ordered scan. Yields `(tid, exact distance)`: each batch of `rerank`
+/// candidates in ascending exact distance; when a batch is used up the
+/// search widens, until every live item has been returned exactly once.
+pub struct Searcher<'s, S: PageStore> {
+    store: &'s S,
+    meta: Meta,
+    params: SearchParams,
+    query: Vec<f16>,
+    query_norm_sq: f32,
+    /// Centred tree-space query.
+    tree_query: Vec<f32>,
+    tree_query_norm_sq: f32,
+    /// Uncentred tree-space query (InnerProduct scoring).
+    uncentred_query: Vec<f32>,
+    /// Nodes to visit; priority = smallest margin on the path (Annoy).
+    nodes: BinaryHeap<(Ord32, NodeKey)>,
+    seen: HashSet<u64, BuildHasherDefault<LocHasher>>,
+    scored: usize,
+    /// Scored by code, not yet re-ranked.
+    approx: BinaryHeap<Reverse<(Ord32, ItemLoc)>>,
+    /// Re-ranked, not yet returned.
+    exact: BinaryHeap<Reverse<(Ord32, Tid)>>,
+    vector: Vec<f16>,
+    normal: Vec<f32>,
+    /// Set once the pages turned out corrupted.
+    failed: Option<Corruption>,
+}
+
+/// Hashes the u64 item keys of the seen-set with one SplitMix64 finaliser,
+/// several times cheaper than SipHash (no untrusted keys here).
+#[derive(Default)]
+struct LocHasher(u64);
+
+impl Hasher for LocHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        let mut z = (self.0 ^ x).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        self.0 = z ^ (z >> 31);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// NodeRef with a total order for the heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct NodeKey {
+    block: u32,
+    slot: u16,
+    kind: u16,
+    depth: u16,
+}
+
+impl NodeKey {
+    fn new(r: NodeRef, depth: u16) -> Self {
+        NodeKey {
+            block: r.block,
+            slot: r.slot,
+            kind: r.kind,
+            depth,
+        }
+    }
+}
+
+impl<'s, S: PageStore> Searcher<'s, S> {
+    /// Starts a search; the metric is the index's (from the metapage).
+    pub fn new(store: &'s S, query: &[f16], params: SearchParams) -> Result<Self, Corruption> {
+        assert_eq!(query.len(), DIMS, "query must have {DIMS} dimensions");
+        let meta = Meta::read(store)?;
+        let tree_query = meta.space.query(query);
+        let tree_query_norm_sq = tree_query.iter().map(|x| x * x).sum();
+        let nodes = meta
+            .roots
+            .iter()
+            .filter(|r| r.kind != NODE_EMPTY)
+            .map(|&r| (Ord32(f32::INFINITY), NodeKey::new(r, 0)))
+            .collect();
+        let normal = vec![0.0; meta.reduced_dims()];
+        Ok(Searcher {
+            store,
+            params: SearchParams {
+                search_k: params.search_k.max(1),
+                rerank: params.rerank.max(1),
+            },
+            query: query.to_vec(),
+            query_norm_sq: imgsim_kernels::norm_squared(query),
+            tree_query,
+            tree_query_norm_sq,
+            uncentred_query: meta.space.query_uncentred(query),
+            nodes,
+            seen: HashSet::with_capacity_and_hasher(
+                2 * params.search_k,
+                BuildHasherDefault::default(),
+            ),
+            scored: 0,
+            approx: BinaryHeap::new(),
+            exact: BinaryHeap::new(),
+            vector: vec![f16::ZERO; DIMS],
+            normal,
+            meta,
+            failed: None,
+        })
+    }
+
+    /// The metric distances are reported in.
+    pub fn metric(&self) -> Metric {
+        self.meta.space.metric
+    }
+
+    /// Next item and its exact distance; `None` once every item was returned.
+    /// After an error the scan is over: every later call returns it again.
+    pub fn next_item(&mut self) -> Result<Option<(Tid, f32)>, Corruption> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let next = self.advance();
+        if let Err(e) = &next {
+            self.failed = Some(e.clone());
+        }
+        next
+    }
+
+    fn advance(&mut self) -> Result<Option<(Tid, f32)>, Corruption> {
+        loop {
+            if let Some(Reverse((d, tid))) = self.exact.pop() {
+                return Ok(Some((tid, d.0)));
+            }
+            if self.approx.len() < self.params.rerank && !self.nodes.is_empty() {
+                self.gather(self.scored + self.params.search_k)?;
+            }
+            if self.approx.is_empty() {
+                return Ok(None);
+            }
+            self.rerank_batch()?;
+        }
+    }
+
+    /// Visits nodes until `target` distinct candidates have been scored or
+    /// the trees are exhausted.
+    fn gather(&mut self, target: usize) -> Result<(), Corruption> {
+        while self.scored < target {
+            let Some((Ord32(priority), node)) = self.nodes.pop() else {
+                break;
+            };
+            if node.depth > MAX_TREE_DEPTH {
+                return Err(Corruption::new(
+                    node.block,
+                    "tree path too deep: pages form a cycle",
+                ));
+            }
+            match node.kind {
+                NODE_SPLIT => self.visit_split(node, priority)?,
+                NODE_LEAF => self.visit_leaf(node, priority)?,
+                _ => {
+                    return Err(Corruption::new(
+                        node.block,
+                        format!("bad node kind {}", node.kind),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_page(&self, block: u32, kind: PageKind) -> Result<(), Corruption> {
+        if block == 0 || block >= self.store.nblocks() || self.store.kind(block) != Some(kind) {
+            return Err(Corruption::new(
+                block,
+                format!("tree points at a block that is not a {kind:?} page"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn visit_split(&mut self, node: NodeKey, priority: f32) -> Result<(), Corruption> {
+        self.check_page(node.block, PageKind::Split)?;
+        let td = self.meta.reduced_dims();
+        let header = {
+            let page = self.store.read(node.block);
+            let count = SplitPageHeader::read(&page).count;
+            if node.slot >= count || count as usize > splits_per_page(page.len(), td) {
+                return Err(Corruption::new(
+                    node.block,
+                    format!("split slot {} of {count}", node.slot),
+                ));
+            }
+            let at = SplitPageHeader::SIZE + node.slot as usize * split_node_bytes(td);
+            read_split_node(&page[at..], &mut self.normal)
+        };
+        self.push_children(&header, node.depth, priority);
+        Ok(())
+    }
+
+    /// Pushes both children of a split node (normal in `self.normal`), each
+    /// with the smallest margin on its path: Annoy's priority.
+    fn push_children(&mut self, header: &SplitNodeHeader, depth: u16, priority: f32) {
+        let margin = header.offset + dot_f32(&self.normal, &self.tree_query);
+        self.nodes.push((
+            Ord32(priority.min(margin)),
+            NodeKey::new(header.right, depth + 1),
+        ));
+        self.nodes.push((
+            Ord32(priority.min(-margin)),
+            NodeKey::new(header.left, depth + 1),
+        ));
+    }
+
+    fn visit_leaf(&mut self, node: NodeKey, priority: f32) -> Result<(), Corruption> {
+        self.check_page(node.block, PageKind::Leaf)?;
+        let td = self.meta.reduced_dims();
+        let entry_bytes = leaf_entry_bytes(td);
+        let page = self.store.read(node.block);
+        let header = LeafPageHeader::read(&page);
+        if header.flags & LEAF_SPLIT != 0 {
+            let split = read_split_node(&page[LeafPageHeader::SIZE..], &mut self.normal);
+            drop(page);
+            self.push_children(&split, node.depth, priority);
+            return Ok(());
+        }
+        let count = header.count as usize;
+        if count > leaf_capacity(page.len(), td) {
+            return Err(Corruption::new(
+                node.block,
+                format!("leaf holds {count} entries"),
+            ));
+        }
+        for k in 0..count {
+            let at = LeafPageHeader::SIZE + k * entry_bytes;
+            let entry = LeafEntryHeader::read(&page[at..]);
+            let loc = ItemLoc {
+                block: entry.item_block,
+                offset: entry.item_offset,
+            };
+            if !self.seen.insert(loc.key()) {
+                continue;
+            }
+            let code = &page[at + LeafEntryHeader::SIZE..at + LeafEntryHeader::SIZE + td];
+            let d = if self.meta.space.metric == Metric::InnerProduct {
+                // The item is ≈ centre + scale·code, and q·centre is the same
+                // for every item, so −scale·(q·code) orders like −q·x.
+                -entry.scale * dot_code(&self.uncentred_query, code)
+            } else {
+                code_distance(
+                    &self.tree_query,
+                    self.tree_query_norm_sq,
+                    entry.scale,
+                    entry.code_norm_sq,
+                    code,
+                )
+            };
+            self.approx.push(Reverse((Ord32(d), loc)));
+            self.scored += 1;
+        }
+        Ok(())
+    }
+
+    /// Moves the best `rerank` candidates by code to the exact heap.
+    fn rerank_batch(&mut self) -> Result<(), Corruption> {
+        let take = self.params.rerank.min(self.approx.len());
+        let mut batch: Vec<ItemLoc> = (0..take)
+            .filter_map(|_| self.approx.pop())
+            .map(|Reverse((_, loc))| loc)
+            .collect();
+        // Page order: neighbouring records share pages.
+        batch.sort_unstable();
+        for loc in batch {
+            let header = read_item(self.store, loc, &mut self.vector)?;
+            if header.flags & ITEM_DELETED != 0 {
+                continue;
+            }
+            let d = exact_distance(
+                self.meta.space.metric,
+                &self.query,
+                self.query_norm_sq,
+                &self.vector,
+                header.norm_sq,
+            );
+            self.exact
+                .push(Reverse((Ord32(d), Tid::from_bytes(header.tid))));
+        }
+        Ok(())
+    }
+}
+
+impl<S: PageStore> Iterator for Searcher<'_, S> {
+    type Item = Result<(Tid, f32), Corruption>;
+
+    /// Ends after yielding an error once.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed.is_some() {
+            return None;
+        }
+        self.next_item().transpose()
+    }
+}
+
+/// The distance reported for `metric`, from the exact vectors.
+pub fn exact_distance(metric: Metric, q: &[f16], q_norm_sq: f32, x: &[f16], x_norm_sq: f32) -> f32 {
+    match metric {
+        Metric::L2 => imgsim_kernels::l2_squared(q, x).sqrt(),
+        Metric::Cosine => {
+            let denom = (q_norm_sq * x_norm_sq).sqrt();
+            if denom > 0.0 {
+                1.0 - imgsim_kernels::dot(q, x) / denom
+            } else {
+                f32::NAN
+            }
+        }
+        Metric::InnerProduct => -imgsim_kernels::dot(q, x),
+    }
+}

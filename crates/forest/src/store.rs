@@ -1,0 +1,165 @@
+//! The page store the index lives in, and an in-memory implementation.
+
+use std::cell::{Cell, OnceCell, Ref, RefCell, RefMut};
+use std::ops::{Deref, DerefMut};
+
+/// What a page holds. The glue records it (with a magic number) in the
+/// page's special area when the page is allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PageKind {
+    Meta = 1,
+    Item = 2,
+    Split = 3,
+    Leaf = 4,
+}
+
+impl PageKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => PageKind::Meta,
+            2 => PageKind::Item,
+            3 => PageKind::Split,
+            4 => PageKind::Leaf,
+            _ => return None,
+        })
+    }
+}
+
+/// Fixed-size pages addressed by block number; block 0 is the metapage.
+///
+/// Guards hold buffer locks: a read guard a share lock, a write guard an
+/// exclusive lock (the change is WAL-logged when it drops).
+///
+/// Lock ordering, which every caller in this crate follows:
+/// * Searches and `check` hold at most one guard at a time: they copy what
+///   they need out of a page and drop the guard before reading the next.
+/// * Build runs with no concurrent access; it still holds at most one
+///   existing page plus the page it has just allocated.
+/// * A writer that must hold two guards takes them in this order: metapage
+///   first, then an existing page, then pages it allocates. Newly allocated
+///   pages are unreachable by other backends until a reachable page is made
+///   to point at them, so locking them last cannot deadlock.
+pub trait PageStore {
+    type Read<'a>: Deref<Target = [u8]>
+    where
+        Self: 'a;
+    type Write<'a>: DerefMut<Target = [u8]>
+    where
+        Self: 'a;
+
+    /// Usable bytes of a page body (8152 in Postgres).
+    fn body_size(&self) -> usize;
+    /// Number of pages, including the metapage.
+    fn nblocks(&self) -> u32;
+    /// The page's kind from its special area; `None` if it is not a page of
+    /// this index (bad magic or unknown kind).
+    fn kind(&self, blk: u32) -> Option<PageKind>;
+    /// Shared access to a body. `blk < nblocks()` is checked by callers.
+    fn read(&self, blk: u32) -> Self::Read<'_>;
+    /// Exclusive access to a body.
+    fn write(&self, blk: u32) -> Self::Write<'_>;
+    /// Appends a zeroed page of the given kind, returned locked exclusively.
+    fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>);
+}
+
+const CHUNK_PAGES: usize = 4096;
+const MAX_CHUNKS: usize = 4096;
+
+struct MemPage {
+    kind: Cell<u8>,
+    body: RefCell<Box<[u8]>>,
+}
+
+/// `CHUNK_PAGES` pages, each set once when allocated.
+type Chunk = Box<[OnceCell<MemPage>]>;
+
+/// In-memory page store for tests and benchmarks.
+///
+/// Pages never move once allocated (two-level table of `OnceCell`s), so
+/// guards can borrow them while new pages are appended. A read and a write of
+/// the same page at once (a self-deadlock in Postgres) panics.
+pub struct MemStore {
+    body_size: usize,
+    nblocks: Cell<u32>,
+    chunks: Box<[OnceCell<Chunk>]>,
+}
+
+impl MemStore {
+    /// A store whose pages have bodies of `body_size` bytes.
+    pub fn new(body_size: usize) -> Self {
+        MemStore {
+            body_size,
+            nblocks: Cell::new(0),
+            chunks: (0..MAX_CHUNKS).map(|_| OnceCell::new()).collect(),
+        }
+    }
+
+    /// A store with Postgres' body size (8192-byte pages).
+    pub fn postgres_sized() -> Self {
+        Self::new(8152)
+    }
+
+    fn page(&self, blk: u32) -> &MemPage {
+        assert!(blk < self.nblocks.get(), "block {blk} out of range");
+        let (c, i) = (blk as usize / CHUNK_PAGES, blk as usize % CHUNK_PAGES);
+        self.chunks[c]
+            .get()
+            .and_then(|chunk| chunk[i].get())
+            .expect("allocated page present")
+    }
+
+    /// Overwrites a page's recorded kind (tests of `check`).
+    pub fn set_kind(&self, blk: u32, kind: u8) {
+        self.page(blk).kind.set(kind);
+    }
+
+    /// Size as a Postgres relation: 8192 bytes per page.
+    pub fn size_bytes(&self) -> u64 {
+        self.nblocks.get() as u64 * 8192
+    }
+}
+
+impl PageStore for MemStore {
+    type Read<'a> = Ref<'a, [u8]>;
+    type Write<'a> = RefMut<'a, [u8]>;
+
+    fn body_size(&self) -> usize {
+        self.body_size
+    }
+
+    fn nblocks(&self) -> u32 {
+        self.nblocks.get()
+    }
+
+    fn kind(&self, blk: u32) -> Option<PageKind> {
+        PageKind::from_u8(self.page(blk).kind.get())
+    }
+
+    fn read(&self, blk: u32) -> Ref<'_, [u8]> {
+        let body = self.page(blk).body.try_borrow();
+        Ref::map(body.expect("page already locked exclusively"), |b| &**b)
+    }
+
+    fn write(&self, blk: u32) -> RefMut<'_, [u8]> {
+        let body = self.page(blk).body.try_borrow_mut();
+        RefMut::map(body.expect("page already locked"), |b| &mut **b)
+    }
+
+    fn allocate(&self, kind: PageKind) -> (u32, RefMut<'_, [u8]>) {
+        let blk = self.nblocks.get();
+        let (c, i) = (blk as usize / CHUNK_PAGES, blk as usize % CHUNK_PAGES);
+        assert!(c < MAX_CHUNKS, "MemStore full");
+        let chunk =
+            self.chunks[c].get_or_init(|| (0..CHUNK_PAGES).map(|_| OnceCell::new()).collect());
+        let page = MemPage {
+            kind: Cell::new(kind as u8),
+            body: RefCell::new(vec![0u8; self.body_size].into_boxed_slice()),
+        };
+        if chunk[i].set(page).is_err() {
+            unreachable!("page {blk} allocated twice");
+        }
+        self.nblocks.set(blk + 1);
+        (blk, self.write(blk))
+    }
+}

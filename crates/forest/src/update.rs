@@ -1,0 +1,445 @@
+//! Changes after build: inserting items and VACUUM's bulk delete.
+//!
+//! Locks, in the order of the [`PageStore`] rules: an insert holds the
+//! metapage while it appends the item record (tail page, then any new page),
+//! releases it, then descends each tree holding one page at a time; a full
+//! leaf is split while holding it and the two new leaves it allocates.
+//! Bulk delete holds one page at a time, the metapage last.
+
+use std::collections::HashSet;
+
+use half::f16;
+
+use crate::build::{write_leaf_entry, CodedItems, TreeBuilder};
+use crate::format::*;
+use crate::items::{ItemAppender, ItemLoc};
+use crate::meta::{Meta, META_BLOCK};
+use crate::space::{dot_f32, Rng};
+use crate::store::{PageKind, PageStore};
+use crate::{Corruption, Tid};
+
+/// Adds one item: stores its record, then an entry in a leaf of every tree.
+/// Panics if `vector` does not have 2048 dimensions.
+pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), Corruption> {
+    assert_eq!(vector.len(), DIMS, "vector must have {DIMS} dimensions");
+    let norm_sq = imgsim_kernels::norm_squared(vector);
+    let record = ItemRecordHeader {
+        tid: tid.to_bytes(),
+        flags: 0,
+        norm_sq,
+        reserved: 0,
+    };
+
+    let mut meta_page = store.write(META_BLOCK);
+    let mut meta = Meta::parse(store, &meta_page)?;
+    let td = meta.reduced_dims();
+    let mut reduced = vec![f16::ZERO; meta.space.reduced_dims];
+    meta.space.reduce_item(vector, norm_sq, &mut reduced);
+    let mut code = vec![0u8; code_stride(td)];
+    let (scale, code_norm_sq) = meta.space.item_code(&reduced, &mut code[..td]);
+    let mut point = vec![0f32; td];
+    meta.space.item_vector(&reduced, &mut point);
+    point
+        .iter_mut()
+        .zip(&meta.space.center)
+        .for_each(|(p, c)| *p -= c);
+
+    let h = &mut meta.header;
+    let tail = h.item_tail;
+    if tail == 0 || tail >= store.nblocks() || store.kind(tail) != Some(PageKind::Item) {
+        return Err(Corruption::new(
+            META_BLOCK,
+            "item chain tail is not an item page",
+        ));
+    }
+    let tail_used = h.item_tail_used as usize;
+    if tail_used < ItemPageHeader::SIZE || tail_used > store.body_size() {
+        return Err(Corruption::new(
+            META_BLOCK,
+            "item chain tail usage out of range",
+        ));
+    }
+    let mut appender = ItemAppender::resume(store, tail, tail_used);
+    let loc = appender.append(record, vector);
+    (h.item_tail, h.item_tail_used) = appender.finish();
+    h.item_count += 1;
+    h.live_count += 1;
+    let entry = LeafEntryHeader {
+        item_block: loc.block,
+        item_offset: loc.offset,
+        reserved: 0,
+        scale,
+        code_norm_sq,
+    };
+
+    // Trees of an index built empty get their first leaf now, holding the item.
+    let planted: Vec<bool> = meta.roots.iter().map(|r| r.kind == NODE_EMPTY).collect();
+    for root in meta.roots.iter_mut().filter(|r| r.kind == NODE_EMPTY) {
+        let (block, mut leaf) = store.allocate(PageKind::Leaf);
+        LeafPageHeader {
+            count: 1,
+            ..LeafPageHeader::default()
+        }
+        .write(&mut leaf);
+        write_leaf_entry(&mut leaf, 0, &entry, &code);
+        *root = NodeRef::leaf(block);
+    }
+    meta.write_to(&mut meta_page);
+    drop(meta_page);
+
+    let capacity = leaf_capacity(store.body_size(), td);
+    let mut normal = vec![0f32; td];
+    for (t, root) in meta.roots.iter().enumerate().filter(|&(t, _)| !planted[t]) {
+        let mut node = *root;
+        for depth in 0.. {
+            if depth > MAX_TREE_DEPTH {
+                return Err(Corruption::new(
+                    node.block,
+                    "tree path too deep: pages form a cycle",
+                ));
+            }
+            match node.kind {
+                NODE_SPLIT => {
+                    let split = read_split(store, node, &mut normal)?;
+                    node = side(&split, &normal, &point);
+                }
+                NODE_LEAF => {
+                    check_kind(store, node.block, PageKind::Leaf)?;
+                    let mut page = store.write(node.block);
+                    let header = LeafPageHeader::read(&page);
+                    if header.flags & LEAF_SPLIT != 0 {
+                        let split = read_split_node(&page[LeafPageHeader::SIZE..], &mut normal);
+                        node = side(&split, &normal, &point);
+                        continue;
+                    }
+                    let count = header.count as usize;
+                    if count > capacity {
+                        return Err(Corruption::new(
+                            node.block,
+                            format!("leaf holds {count} entries"),
+                        ));
+                    }
+                    if count < capacity {
+                        write_leaf_entry(&mut page, count, &entry, &code);
+                        LeafPageHeader {
+                            count: count as u16 + 1,
+                            ..header
+                        }
+                        .write(&mut page);
+                    } else {
+                        let seed = meta.header.seed ^ loc.key() ^ ((t as u64) << 48);
+                        split_leaf(store, &mut page, td, (entry, &code), seed);
+                    }
+                    break;
+                }
+                NODE_EMPTY => break,
+                kind => return Err(Corruption::new(node.block, format!("bad node kind {kind}"))),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_kind<S: PageStore>(store: &S, block: u32, kind: PageKind) -> Result<(), Corruption> {
+    if block == META_BLOCK || block >= store.nblocks() || store.kind(block) != Some(kind) {
+        return Err(Corruption::new(
+            block,
+            format!("tree points at a block that is not a {kind:?} page"),
+        ));
+    }
+    Ok(())
+}
+
+fn read_split<S: PageStore>(
+    store: &S,
+    node: NodeRef,
+    normal: &mut [f32],
+) -> Result<SplitNodeHeader, Corruption> {
+    check_kind(store, node.block, PageKind::Split)?;
+    let page = store.read(node.block);
+    let count = SplitPageHeader::read(&page).count;
+    if node.slot >= count || count as usize > splits_per_page(page.len(), normal.len()) {
+        return Err(Corruption::new(
+            node.block,
+            format!("split slot {} of {count}", node.slot),
+        ));
+    }
+    let at = SplitPageHeader::SIZE + node.slot as usize * split_node_bytes(normal.len());
+    Ok(read_split_node(&page[at..], normal))
+}
+
+fn side(split: &SplitNodeHeader, normal: &[f32], point: &[f32]) -> NodeRef {
+    let margin = split.offset + dot_f32(normal, point);
+    if margin > 0.0 {
+        split.right
+    } else {
+        split.left
+    }
+}
+
+/// Splits a full leaf plus one new entry into two new leaves by two-means
+/// on the entries' codes; the page becomes their split node (`LEAF_SPLIT`).
+fn split_leaf<S: PageStore>(
+    store: &S,
+    page: &mut [u8],
+    reduced_dims: usize,
+    extra: (LeafEntryHeader, &[u8]),
+    seed: u64,
+) {
+    let stride = code_stride(reduced_dims);
+    let count = LeafPageHeader::read(page).count as usize;
+    let mut entries = Vec::with_capacity(count + 1);
+    let mut coded = CodedItems {
+        stride,
+        codes: Vec::new(),
+        scales: Vec::new(),
+        code_norms_sq: Vec::new(),
+    };
+    for k in 0..count {
+        let at = LeafPageHeader::SIZE + k * (LeafEntryHeader::SIZE + stride);
+        let entry = LeafEntryHeader::read(&page[at..]);
+        coded.codes.extend_from_slice(
+            &page[at + LeafEntryHeader::SIZE..at + LeafEntryHeader::SIZE + stride],
+        );
+        entries.push(entry);
+    }
+    coded.codes.extend_from_slice(extra.1);
+    entries.push(extra.0);
+    coded.scales = entries.iter().map(|e| e.scale).collect();
+    coded.code_norms_sq = entries.iter().map(|e| e.code_norm_sq).collect();
+
+    let mut rng = Rng::new(seed);
+    let mut builder = TreeBuilder {
+        coded: &coded,
+        reduced_dims,
+        leaf_size: count,
+        rng: &mut rng,
+        nodes: Vec::new(),
+    };
+    let mut ids: Vec<u32> = (0..entries.len() as u32).collect();
+    let (normal, offset, cut) = builder.split(&mut ids);
+    let new_leaf = |ids: &[u32]| {
+        let (block, mut leaf) = store.allocate(PageKind::Leaf);
+        LeafPageHeader {
+            count: ids.len() as u16,
+            ..LeafPageHeader::default()
+        }
+        .write(&mut leaf);
+        for (k, &i) in ids.iter().enumerate() {
+            write_leaf_entry(&mut leaf, k, &entries[i as usize], coded.code(i));
+        }
+        (block, leaf)
+    };
+    // Both new leaves stay locked until the split node is written, so the
+    // glue can log the three pages as one change.
+    let (left, _left_page) = new_leaf(&ids[..cut]);
+    let (right, _right_page) = new_leaf(&ids[cut..]);
+    page.fill(0);
+    LeafPageHeader {
+        count: 0,
+        flags: LEAF_SPLIT,
+        ..LeafPageHeader::default()
+    }
+    .write(page);
+    let split = SplitNodeHeader {
+        left: NodeRef::leaf(left),
+        right: NodeRef::leaf(right),
+        offset,
+        reserved: 0,
+    };
+    write_split_node(&split, &normal, &mut page[LeafPageHeader::SIZE..]);
+}
+
+/// What [`bulk_delete`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeleteStats {
+    /// Items newly marked deleted.
+    pub deleted: u64,
+    /// Live items left.
+    pub live: u64,
+    /// Leaf entries removed (one per tree per deleted item).
+    pub leaf_entries_removed: u64,
+}
+
+/// VACUUM: marks every live item whose heap TID `is_dead` deleted and removes
+/// its leaf entries. The record space is not reused yet.
+pub fn bulk_delete<S: PageStore>(
+    store: &S,
+    is_dead: &mut dyn FnMut(Tid) -> bool,
+) -> Result<DeleteStats, Corruption> {
+    let meta = Meta::read(store)?;
+    let body = store.body_size();
+    let mut dead: HashSet<ItemLoc> = HashSet::new();
+    let mut stats = DeleteStats::default();
+
+    // Item chain: flag dead records. Record headers never straddle pages.
+    let mut block = meta.header.item_head;
+    let mut visited = HashSet::new();
+    while block != 0 {
+        check_kind(store, block, PageKind::Item)?;
+        if !visited.insert(block) {
+            return Err(Corruption::new(block, "item chain loops"));
+        }
+        let page_header = ItemPageHeader::read(&store.read(block));
+        let mut offsets = Vec::new();
+        let mut offset = ItemPageHeader::SIZE + page_header.continued_bytes as usize;
+        for _ in 0..page_header.records_started {
+            if offset + ItemRecordHeader::SIZE > body {
+                return Err(Corruption::new(
+                    block,
+                    "more records started than fit the page",
+                ));
+            }
+            offsets.push(offset);
+            offset += ITEM_RECORD_BYTES;
+        }
+        let dying: Vec<usize> = {
+            let page = store.read(block);
+            offsets
+                .into_iter()
+                .filter(|&o| {
+                    let r = ItemRecordHeader::read(&page[o..]);
+                    r.flags & ITEM_DELETED == 0 && is_dead(Tid::from_bytes(r.tid))
+                })
+                .collect()
+        };
+        if !dying.is_empty() {
+            let mut page = store.write(block);
+            for o in dying {
+                let mut r = ItemRecordHeader::read(&page[o..]);
+                r.flags |= ITEM_DELETED;
+                r.write(&mut page[o..]);
+                dead.insert(ItemLoc {
+                    block,
+                    offset: o as u16,
+                });
+            }
+        }
+        block = page_header.next;
+    }
+    stats.deleted = dead.len() as u64;
+
+    // Trees: drop entries of dead items from every leaf.
+    if !dead.is_empty() {
+        let td = meta.reduced_dims();
+        let mut normal = vec![0f32; td];
+        for root in &meta.roots {
+            let mut stack = vec![(*root, 0)];
+            while let Some((node, depth)) = stack.pop() {
+                if depth > MAX_TREE_DEPTH {
+                    return Err(Corruption::new(
+                        node.block,
+                        "tree path too deep: pages form a cycle",
+                    ));
+                }
+                match node.kind {
+                    NODE_EMPTY => {}
+                    NODE_SPLIT => {
+                        let split = read_split(store, node, &mut normal)?;
+                        stack.extend([(split.left, depth + 1), (split.right, depth + 1)]);
+                    }
+                    NODE_LEAF => {
+                        check_kind(store, node.block, PageKind::Leaf)?;
+                        // Look under a share lock; lock exclusively (and look
+                        // again) only when there is something to remove.
+                        let scan = remove_dead_entries(
+                            node.block,
+                            &mut store.read(node.block).to_vec(),
+                            &dead,
+                            td,
+                            &mut normal,
+                        )?;
+                        let scan = match scan {
+                            LeafScan::Entries(n) if n > 0 => remove_dead_entries(
+                                node.block,
+                                &mut store.write(node.block),
+                                &dead,
+                                td,
+                                &mut normal,
+                            )?,
+                            other => other,
+                        };
+                        let children = match scan {
+                            LeafScan::Split(children) => Some(children),
+                            LeafScan::Entries(removed) => {
+                                stats.leaf_entries_removed += removed as u64;
+                                None
+                            }
+                        };
+                        stack.extend(
+                            children
+                                .into_iter()
+                                .flatten()
+                                .map(|child| (child, depth + 1)),
+                        );
+                    }
+                    kind => {
+                        return Err(Corruption::new(node.block, format!("bad node kind {kind}")))
+                    }
+                }
+            }
+        }
+    }
+
+    let mut meta_page = store.write(META_BLOCK);
+    let mut header = MetaHeader::read(&meta_page);
+    header.live_count = header.live_count.saturating_sub(stats.deleted);
+    header.write(&mut meta_page);
+    stats.live = header.live_count;
+    Ok(stats)
+}
+
+enum LeafScan {
+    /// The leaf was split: its children.
+    Split([NodeRef; 2]),
+    /// Entries of dead items removed.
+    Entries(usize),
+}
+
+/// Removes entries of `dead` items from a leaf page body, compacting the rest.
+fn remove_dead_entries(
+    block: u32,
+    page: &mut [u8],
+    dead: &HashSet<ItemLoc>,
+    reduced_dims: usize,
+    normal: &mut [f32],
+) -> Result<LeafScan, Corruption> {
+    let header = LeafPageHeader::read(page);
+    if header.flags & LEAF_SPLIT != 0 {
+        let split = read_split_node(&page[LeafPageHeader::SIZE..], normal);
+        return Ok(LeafScan::Split([split.left, split.right]));
+    }
+    let entry_bytes = leaf_entry_bytes(reduced_dims);
+    let count = header.count as usize;
+    if count > leaf_capacity(page.len(), reduced_dims) {
+        return Err(Corruption::new(
+            block,
+            format!("leaf holds {count} entries"),
+        ));
+    }
+    let mut kept = 0;
+    for k in 0..count {
+        let at = LeafPageHeader::SIZE + k * entry_bytes;
+        let e = LeafEntryHeader::read(&page[at..]);
+        if !dead.contains(&ItemLoc {
+            block: e.item_block,
+            offset: e.item_offset,
+        }) {
+            page.copy_within(
+                at..at + entry_bytes,
+                LeafPageHeader::SIZE + kept * entry_bytes,
+            );
+            kept += 1;
+        }
+    }
+    if kept < count {
+        page[LeafPageHeader::SIZE + kept * entry_bytes..LeafPageHeader::SIZE + count * entry_bytes]
+            .fill(0);
+        LeafPageHeader {
+            count: kept as u16,
+            ..header
+        }
+        .write(page);
+    }
+    Ok(LeafScan::Entries(count - kept))
+}

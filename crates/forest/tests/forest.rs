@@ -1,0 +1,507 @@
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use half::f16;
+use imgsim_forest::format::*;
+use imgsim_forest::search::exact_distance;
+use imgsim_forest::{
+    build, bulk_delete, check, insert, BuildError, BuildStats, MemStore, Metric, Options, PageKind,
+    PageStore, SearchParams, Searcher, Tid,
+};
+
+const BUDGET: usize = 1 << 30;
+
+fn build_index(data: &[Vec<f16>], metric: Metric, options: Options) -> (MemStore, BuildStats) {
+    let store = MemStore::postgres_sized();
+    let items = data.iter().enumerate().map(|(i, v)| (tid(i), v.as_slice()));
+    let stats = build(&store, options, metric, items, BUDGET, &mut |_, _, _| {}).expect("build");
+    (store, stats)
+}
+
+fn search(store: &MemStore, q: &[f16], params: SearchParams, k: usize) -> Vec<(Tid, f32)> {
+    let searcher = Searcher::new(store, q, params).expect("searcher");
+    searcher.take(k).map(|r| r.expect("search")).collect()
+}
+
+fn recall_at_10(metric: Metric) -> f64 {
+    let mut gen = Clustered::new(100, 42);
+    let data = gen.items(20_000);
+    let queries = gen.queries(100);
+    let (store, _) = build_index(&data, metric, Options::default());
+    let mut total = 0.0;
+    for q in &queries {
+        let truth = brute_force(metric, &data, q, 10);
+        let found: Vec<usize> = search(&store, q, SearchParams::default(), 10)
+            .iter()
+            .map(|(t, _)| index_of(*t))
+            .collect();
+        total += recall(&truth, &found);
+    }
+    total / queries.len() as f64
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "slow in debug builds; run with --release")]
+fn recall_l2() {
+    let r = recall_at_10(Metric::L2);
+    eprintln!("L2 recall@10 {r}");
+    assert!(r >= 0.95, "L2 recall@10 {r}");
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "slow in debug builds; run with --release")]
+fn recall_cosine() {
+    let r = recall_at_10(Metric::Cosine);
+    eprintln!("cosine recall@10 {r}");
+    assert!(r >= 0.95, "cosine recall@10 {r}");
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "slow in debug builds; run with --release")]
+fn recall_inner_product() {
+    let r = recall_at_10(Metric::InnerProduct);
+    eprintln!("inner product recall@10 {r}");
+    assert!(r >= 0.95, "inner product recall@10 {r}");
+}
+
+/// Small index with small leaves so the trees are deep.
+fn small_options() -> Options {
+    Options {
+        trees: 3,
+        leaf_size: 5,
+        reduced_dims: 64,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn iterates_every_item_once_in_ascending_batches() {
+    for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+        let mut gen = Clustered::new(5, 7);
+        let data = gen.items(300);
+        let (store, _) = build_index(&data, metric, small_options());
+        check(&store).expect("check");
+        let q = &gen.queries(1)[0];
+        // The index computes with the dispatching (SIMD) kernels.
+        let qn = imgsim_kernels::norm_squared(q);
+        let rerank = 25;
+        let all = search(
+            &store,
+            q,
+            SearchParams {
+                search_k: 40,
+                rerank,
+            },
+            usize::MAX,
+        );
+        assert_eq!(all.len(), data.len(), "{metric:?}");
+        let tids: HashSet<Tid> = all.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tids.len(), data.len(), "{metric:?}: repeated items");
+        for (t, d) in &all {
+            let x = &data[index_of(*t)];
+            let expected = exact_distance(metric, q, qn, x, imgsim_kernels::norm_squared(x));
+            assert_eq!(
+                d.to_bits(),
+                expected.to_bits(),
+                "{metric:?}: distance of {t:?}"
+            );
+        }
+        // Each batch of `rerank` results is in ascending exact distance.
+        for batch in all.chunks(rerank) {
+            assert!(
+                batch.windows(2).all(|w| w[0].1 <= w[1].1),
+                "{metric:?}: batch not ascending"
+            );
+        }
+    }
+}
+
+#[test]
+fn first_results_match_brute_force_on_small_index() {
+    let mut gen = Clustered::new(5, 8);
+    let data = gen.items(400);
+    let (store, _) = build_index(&data, Metric::L2, small_options());
+    let q = &gen.queries(1)[0];
+    // search_k covers the whole index: the first results are exact.
+    let found: Vec<usize> = search(
+        &store,
+        q,
+        SearchParams {
+            search_k: 10_000,
+            rerank: 400,
+        },
+        10,
+    )
+    .iter()
+    .map(|(t, _)| index_of(*t))
+    .collect();
+    assert_eq!(found, brute_force(Metric::L2, &data, q, 10));
+}
+
+#[test]
+fn empty_index() {
+    let (store, stats) = build_index(&[], Metric::L2, Options::default());
+    assert_eq!(stats.items, 0);
+    let report = check(&store).expect("check");
+    assert_eq!(report.items, 0);
+    assert_eq!(report.leaf_pages, 0);
+    let q = vec![f16::ONE; DIMS];
+    assert!(search(&store, &q, SearchParams::default(), 10).is_empty());
+}
+
+#[test]
+fn one_item() {
+    let v: Vec<f16> = (0..DIMS).map(|i| f16::from_f32((i % 7) as f32)).collect();
+    let (store, _) = build_index(std::slice::from_ref(&v), Metric::L2, Options::default());
+    let report = check(&store).expect("check");
+    assert_eq!(
+        (report.items, report.leaf_pages, report.leaf_entries),
+        (1, 8, 8)
+    );
+    let found = search(&store, &v, SearchParams::default(), 10);
+    assert_eq!(found, vec![(tid(0), 0.0)]);
+}
+
+#[test]
+fn many_duplicates() {
+    let mut gen = Clustered::new(3, 9);
+    let dup = gen.sample(0.0);
+    let mut data = vec![dup.clone(); 500];
+    data.extend(gen.items(50));
+    let (store, _) = build_index(&data, Metric::L2, small_options());
+    let report = check(&store).expect("check");
+    assert_eq!(report.live_items, 550);
+    let found = search(
+        &store,
+        &dup,
+        SearchParams {
+            search_k: 100,
+            rerank: 50,
+        },
+        600,
+    );
+    assert_eq!(
+        found.len(),
+        550,
+        "k larger than the index returns every item"
+    );
+    assert!(found[..50]
+        .iter()
+        .all(|(t, d)| index_of(*t) < 500 && *d == 0.0));
+    let distinct: HashSet<Tid> = found.iter().map(|(t, _)| *t).collect();
+    assert_eq!(distinct.len(), 550);
+}
+
+#[test]
+fn deterministic_for_a_seed() {
+    let mut gen = Clustered::new(4, 10);
+    let data = gen.items(200);
+    let (a, _) = build_index(&data, Metric::L2, small_options());
+    let (b, _) = build_index(&data, Metric::L2, small_options());
+    assert_eq!(a.nblocks(), b.nblocks());
+    for blk in 0..a.nblocks() {
+        assert_eq!(&*a.read(blk), &*b.read(blk), "block {blk}");
+    }
+}
+
+#[test]
+fn out_of_memory_is_reported_early() {
+    let mut gen = Clustered::new(2, 11);
+    let data = gen.items(100);
+    let store = MemStore::postgres_sized();
+    let mut seen = 0;
+    let items = data
+        .iter()
+        .enumerate()
+        .inspect(|_| seen += 1)
+        .map(|(i, v)| (tid(i), v.as_slice()));
+    let err = build(
+        &store,
+        Options::default(),
+        Metric::L2,
+        items,
+        20_000,
+        &mut |_, _, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, BuildError::OutOfMemory { budget: 20_000, needed } if needed > 20_000),
+        "{err:?}"
+    );
+    assert!(seen < 100, "stopped early");
+}
+
+#[test]
+fn rejects_bad_input() {
+    let store = MemStore::postgres_sized();
+    let short = vec![f16::ONE; 10];
+    let err = build(
+        &store,
+        Options::default(),
+        Metric::L2,
+        [(tid(0), short.as_slice())],
+        BUDGET,
+        &mut |_, _, _| {},
+    );
+    assert!(matches!(
+        err,
+        Err(BuildError::WrongDimensions { dims: 10, .. })
+    ));
+    let store = MemStore::postgres_sized();
+    let bad = Options {
+        reduced_dims: 100,
+        ..Options::default()
+    };
+    assert!(matches!(
+        build(&store, bad, Metric::L2, [], BUDGET, &mut |_, _, _| {}),
+        Err(BuildError::InvalidOptions(_))
+    ));
+}
+
+/// Builds a small index, applies `corrupt`, and expects `check` to fail.
+fn assert_detected(name: &str, corrupt: impl Fn(&MemStore, &Layout)) {
+    let mut gen = Clustered::new(4, 12);
+    let data = gen.items(120);
+    let (store, _) = build_index(&data, Metric::L2, small_options());
+    check(&store).expect("intact index passes");
+    let layout = Layout::of(&store);
+    corrupt(&store, &layout);
+    assert!(check(&store).is_err(), "{name}: corruption not detected");
+}
+
+struct Layout {
+    item: u32,
+    split: u32,
+    leaf: u32,
+}
+
+impl Layout {
+    fn of(store: &MemStore) -> Self {
+        let first = |kind| {
+            (1..store.nblocks())
+                .find(|&b| store.kind(b) == Some(kind))
+                .expect("page of kind")
+        };
+        Layout {
+            item: first(PageKind::Item),
+            split: first(PageKind::Split),
+            leaf: first(PageKind::Leaf),
+        }
+    }
+}
+
+fn flip(store: &MemStore, blk: u32, at: usize) {
+    store.write(blk)[at] ^= 0x5A;
+}
+
+#[test]
+fn check_detects_corruption() {
+    assert_detected("meta magic", |s, _| flip(s, 0, 0));
+    assert_detected("meta item count", |s, _| flip(s, 0, 48));
+    assert_detected("page kind", |s, l| s.set_kind(l.leaf, PageKind::Item as u8));
+    assert_detected("leaf count", |s, l| flip(s, l.leaf, 0));
+    assert_detected("leaf entry item offset", |s, l| {
+        flip(s, l.leaf, LeafPageHeader::SIZE + 4)
+    });
+    assert_detected("leaf code byte", |s, l| {
+        flip(s, l.leaf, LeafPageHeader::SIZE + LeafEntryHeader::SIZE + 3)
+    });
+    assert_detected("split child", |s, l| {
+        flip(s, l.split, SplitPageHeader::SIZE)
+    });
+    assert_detected("split normal", |s, l| {
+        flip(
+            s,
+            l.split,
+            SplitPageHeader::SIZE + SplitNodeHeader::SIZE + 3,
+        )
+    });
+    assert_detected("item vector", |s, l| {
+        flip(
+            s,
+            l.item,
+            ItemPageHeader::SIZE + ItemRecordHeader::SIZE + 101,
+        )
+    });
+    assert_detected("item tid flags", |s, l| {
+        flip(s, l.item, ItemPageHeader::SIZE + 6)
+    });
+    assert_detected("item chain link", |s, l| flip(s, l.item, 0));
+}
+
+#[test]
+fn corrupted_page_makes_search_fail_not_panic() {
+    let mut gen = Clustered::new(4, 13);
+    let data = gen.items(120);
+    let (store, _) = build_index(&data, Metric::L2, small_options());
+    let split = (1..store.nblocks())
+        .find(|&b| store.kind(b) == Some(PageKind::Split))
+        .expect("split page");
+    store.write(split)[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let results: Vec<_> = Searcher::new(
+        &store,
+        &data[0],
+        SearchParams {
+            search_k: 1000,
+            rerank: 200,
+        },
+    )
+    .expect("meta ok")
+    .collect();
+    assert!(results.iter().any(|r| r.is_err()));
+}
+
+fn all_results(store: &MemStore, q: &[f16]) -> Vec<(Tid, f32)> {
+    search(
+        store,
+        q,
+        SearchParams {
+            search_k: 50,
+            rerank: 20,
+        },
+        usize::MAX,
+    )
+}
+
+#[test]
+fn inserts_into_empty_index_split_leaves() {
+    let mut gen = Clustered::new(4, 14);
+    let data = gen.items(400);
+    let (store, _) = build_index(&[], Metric::L2, small_options());
+    for (i, v) in data.iter().enumerate() {
+        insert(&store, tid(i), v).expect("insert");
+    }
+    let report = check(&store).expect("check");
+    assert_eq!(report.live_items, 400);
+    // 400 items do not fit one leaf page (101 entries at D' = 64): split.
+    assert!(report.leaf_pages > 3 * 4, "{report:?}");
+    assert_eq!(all_results(&store, &data[0]).len(), 400);
+    let q = &gen.queries(1)[0];
+    let found: Vec<usize> = search(
+        &store,
+        q,
+        SearchParams {
+            search_k: 10_000,
+            rerank: 400,
+        },
+        10,
+    )
+    .iter()
+    .map(|(t, _)| index_of(*t))
+    .collect();
+    assert_eq!(found, brute_force(Metric::L2, &data, q, 10));
+}
+
+#[test]
+fn inserts_after_build_and_bulk_delete() {
+    for metric in [Metric::L2, Metric::InnerProduct] {
+        let mut gen = Clustered::new(4, 15);
+        let data = gen.items(600);
+        let (store, _) = build_index(&data[..300], metric, small_options());
+        for (i, v) in data.iter().enumerate().skip(300) {
+            insert(&store, tid(i), v).expect("insert");
+        }
+        assert_eq!(check(&store).expect("check").live_items, 600);
+        let q = &gen.queries(1)[0];
+        let found: Vec<usize> = search(
+            &store,
+            q,
+            SearchParams {
+                search_k: 10_000,
+                rerank: 600,
+            },
+            10,
+        )
+        .iter()
+        .map(|(t, _)| index_of(*t))
+        .collect();
+        assert_eq!(found, brute_force(metric, &data, q, 10), "{metric:?}");
+
+        let stats =
+            bulk_delete(&store, &mut |t| index_of(t).is_multiple_of(3)).expect("bulk delete");
+        assert_eq!(
+            (stats.deleted, stats.live, stats.leaf_entries_removed),
+            (200, 400, 200 * 3)
+        );
+        let report = check(&store).expect("check after delete");
+        assert_eq!((report.live_items, report.deleted_items), (400, 200));
+        let left: HashSet<usize> = all_results(&store, q)
+            .iter()
+            .map(|(t, _)| index_of(*t))
+            .collect();
+        assert_eq!(left, (0..600).filter(|i| i % 3 != 0).collect());
+        let again =
+            bulk_delete(&store, &mut |t| index_of(t).is_multiple_of(3)).expect("bulk delete");
+        assert_eq!(again.deleted, 0);
+
+        insert(&store, tid(600), &data[0]).expect("insert after delete");
+        assert_eq!(check(&store).expect("check").live_items, 401);
+        // data[0] was deleted; its copy is found, the deleted one is not.
+        let results = all_results(&store, &data[0]);
+        if metric == Metric::L2 {
+            assert_eq!(results[0], (tid(600), 0.0));
+        }
+        assert!(results.iter().any(|(t, _)| *t == tid(600)));
+        assert!(results.iter().all(|(t, _)| *t != tid(0)));
+    }
+}
+
+#[test]
+fn tree_cycle_is_reported_not_followed_forever() {
+    let mut gen = Clustered::new(4, 16);
+    let data = gen.items(120);
+    let (store, _) = build_index(&data, Metric::L2, small_options());
+    let split = (1..store.nblocks())
+        .find(|&b| store.kind(b) == Some(PageKind::Split))
+        .expect("split page");
+    // Split node 0's left child becomes the node itself.
+    NodeRef::split(split, 0).write(&mut store.write(split)[SplitPageHeader::SIZE..]);
+    assert!(check(&store).is_err());
+    let results: Vec<_> = Searcher::new(&store, &data[0], SearchParams::default())
+        .expect("meta ok")
+        .collect();
+    assert!(results.last().is_some_and(|r| r.is_err()));
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+    assert!(bulk_delete(&store, &mut |_| true).is_err());
+}
+
+/// Inner product where norms vary (×0.5 to ×1.5): the top results by inner
+/// product are far from the query in L2, which the L2 trees reach less well.
+/// Known gap (README: measured 0.82 with defaults); this guards against
+/// regressions below it.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "slow in debug builds; run with --release")]
+fn recall_inner_product_varied_norms() {
+    let mut gen = Clustered::new(100, 43);
+    let mut rng = imgsim_forest::space::Rng::new(5);
+    let data: Vec<Vec<f16>> = gen
+        .items(20_000)
+        .into_iter()
+        .map(|v| {
+            let s = 0.5 + rng.below(1001) as f32 / 1000.0;
+            v.iter().map(|x| f16::from_f32(x.to_f32() * s)).collect()
+        })
+        .collect();
+    let queries = gen.queries(100);
+    let (store, _) = build_index(&data, Metric::InnerProduct, Options::default());
+    let mut total = 0.0;
+    let mut l2_overlap = 0.0;
+    for q in &queries {
+        let truth = brute_force(Metric::InnerProduct, &data, q, 10);
+        l2_overlap += recall(&truth, &brute_force(Metric::L2, &data, q, 10));
+        let found: Vec<usize> = search(&store, q, SearchParams::default(), 10)
+            .iter()
+            .map(|(t, _)| index_of(*t))
+            .collect();
+        total += recall(&truth, &found);
+    }
+    let (r, overlap) = (
+        total / queries.len() as f64,
+        l2_overlap / queries.len() as f64,
+    );
+    eprintln!("inner product (varied norms) recall@10 {r}, overlap with L2 top-10 {overlap}");
+    assert!(overlap < 0.5, "norms too uniform for this test: {overlap}");
+    assert!(r >= 0.8, "inner product recall@10 {r}");
+}

@@ -1,0 +1,128 @@
+//! `WITH (...)` options of an annoy index and the `annoy.*` GUCs.
+//!
+//! Reloptions are not versioned, so the build copies the options it used
+//! into the metapage; scans and inserts read them from there.
+
+use std::ffi::CStr;
+use std::mem::offset_of;
+
+use imgsim_forest::{Options, SearchParams};
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// The parsed reloptions, as `build_reloptions` lays them out (a varlena).
+#[repr(C)]
+struct AnnoyRelOptions {
+    vl_len: i32,
+    trees: i32,
+    leaf_size: i32,
+}
+
+static mut RELOPT_KIND: pg_sys::relopt_kind::Type = 0;
+
+const TREES_DEFAULT: i32 = 8;
+const TREES_MAX: i32 = 64;
+const LEAF_SIZE_MAX: i32 = 1000;
+
+pub static SEARCH_K: GucSetting<i32> = GucSetting::<i32>::new(2000);
+pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(60);
+
+/// Register the reloptions and GUCs; called once from `_PG_init`.
+pub fn init() {
+    // SAFETY: _PG_init runs once per backend, single-threaded.
+    unsafe {
+        RELOPT_KIND = pg_sys::add_reloption_kind();
+        pg_sys::add_int_reloption(
+            RELOPT_KIND,
+            c"trees".as_ptr(),
+            c"Number of random-projection trees".as_ptr(),
+            TREES_DEFAULT,
+            1,
+            TREES_MAX,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+        pg_sys::add_int_reloption(
+            RELOPT_KIND,
+            c"leaf_size".as_ptr(),
+            c"Most items per leaf (0: as many as fit a page)".as_ptr(),
+            0,
+            0,
+            LEAF_SIZE_MAX,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"annoy.search_k",
+        c"Candidates an annoy index scan scores before returning rows.",
+        c"Higher finds more of the true nearest neighbours and costs more time. When the \
+          query needs more rows (filters, large LIMIT), the scan keeps widening by this many.",
+        &SEARCH_K,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"annoy.rerank",
+        c"Candidates per batch re-ranked with exact distances.",
+        c"The best candidates by compact code are re-ranked with the full vectors stored in the index.",
+        &RERANK,
+        1,
+        100_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// The search knobs for a scan starting now.
+pub fn search_params() -> SearchParams {
+    SearchParams { search_k: SEARCH_K.get() as usize, rerank: RERANK.get() as usize }
+}
+
+const fn parse_entry(name: &'static CStr, offset: usize) -> pg_sys::relopt_parse_elt {
+    pg_sys::relopt_parse_elt {
+        optname: name.as_ptr(),
+        opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+        offset: offset as i32,
+    }
+}
+
+/// `amoptions`: parse and validate `WITH (...)`. Out-of-range values are
+/// refused by Postgres with SQLSTATE 22023 and the option's bounds.
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+    let table = [
+        parse_entry(c"trees", offset_of!(AnnoyRelOptions, trees)),
+        parse_entry(c"leaf_size", offset_of!(AnnoyRelOptions, leaf_size)),
+    ];
+    // SAFETY: the table describes AnnoyRelOptions; RELOPT_KIND was set in _PG_init.
+    unsafe {
+        pg_sys::build_reloptions(
+            reloptions,
+            validate,
+            RELOPT_KIND,
+            std::mem::size_of::<AnnoyRelOptions>(),
+            table.as_ptr(),
+            table.len() as i32,
+        )
+        .cast()
+    }
+}
+
+/// Build options from the index's reloptions (defaults where unset).
+///
+/// # Safety
+/// `index` must be an open annoy index relation.
+pub unsafe fn build_options(index: pg_sys::Relation) -> Options {
+    let mut options = Options::default();
+    // SAFETY: rd_options is null or what amoptions returned.
+    unsafe {
+        let parsed = (*index).rd_options.cast::<AnnoyRelOptions>();
+        if !parsed.is_null() {
+            options.trees = (*parsed).trees as u32;
+            options.leaf_size = (*parsed).leaf_size as u32;
+        } else {
+            options.trees = TREES_DEFAULT as u32;
+        }
+    }
+    options
+}

@@ -1,0 +1,132 @@
+//! Index scans: `ORDER BY emb <op> query` answered by the forest searcher,
+//! which returns heap TIDs in ascending exact distance over the candidates
+//! it has gathered and keeps widening the search for as long as the
+//! executor asks for rows (so filtered queries are not cut short).
+
+use half::f16;
+use imgsim_forest::Searcher;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+use super::page::{Logging, PgStore};
+use super::{item_pointer_from_tid, options, raise_corruption, relation_name};
+use crate::error::UserError;
+use crate::vector::{VectorRef, DIMS};
+
+/// Per-scan state, owned by `scan->opaque`.
+struct ScanState {
+    // Declared before `store`: it borrows the store and must drop first.
+    searcher: Option<Searcher<'static, PgStore>>,
+    store: Box<PgStore>,
+    index_name: String,
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambeginscan(
+    index: pg_sys::Relation,
+    nkeys: i32,
+    norderbys: i32,
+) -> pg_sys::IndexScanDesc {
+    // SAFETY: Postgres passes the open index; RelationGetIndexScan allocates
+    // the descriptor in the scan's memory context, as do our pallocs.
+    unsafe {
+        let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+        // The AM owns the arrays for the distances it reports (as GiST does).
+        let slots = norderbys.max(1) as usize;
+        (*scan).xs_orderbyvals = pg_sys::palloc0(slots * std::mem::size_of::<pg_sys::Datum>()).cast();
+        (*scan).xs_orderbynulls = pg_sys::palloc0(slots * std::mem::size_of::<bool>()).cast();
+        let state = ScanState {
+            searcher: None,
+            store: Box::new(PgStore::new(index, pg_sys::ForkNumber::MAIN_FORKNUM, Logging::Generic)),
+            index_name: relation_name(index),
+        };
+        (*scan).opaque = Box::into_raw(Box::new(state)).cast();
+        scan
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amrescan(
+    scan: pg_sys::IndexScanDesc,
+    _keys: pg_sys::ScanKey,
+    _nkeys: i32,
+    orderbys: pg_sys::ScanKey,
+    norderbys: i32,
+) {
+    // SAFETY: `scan` comes from ambeginscan; `orderbys` has `norderbys` keys.
+    unsafe {
+        let scan = &mut *scan;
+        if norderbys > 0 && !orderbys.is_null() {
+            std::ptr::copy(orderbys, scan.orderByData, norderbys as usize);
+        }
+        let state = &mut *scan.opaque.cast::<ScanState>();
+        state.searcher = None;
+        if scan.numberOfOrderBys == 0 {
+            UserError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("annoy index \"{}\" can only be scanned with ORDER BY a distance operator", state.index_name),
+            )
+            .hint("Write ORDER BY emb <-> query LIMIT k (or <=>, <#> for the matching operator class).")
+            .raise();
+        }
+        let key = &*scan.orderByData;
+        let null_query;
+        // A NULL query has no distances: the scan returns every item, in no
+        // particular order (as a seq scan sorting NULLs would).
+        let query: &[f16] = if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+            null_query = [f16::ZERO; DIMS];
+            &null_query
+        } else {
+            VectorRef::from_datum(key.sk_argument).as_slice()
+        };
+        // SAFETY: the store is boxed (stable address) and outlives the
+        // searcher: ScanState drops the searcher first.
+        let store: &'static PgStore = &*(state.store.as_ref() as *const PgStore);
+        match Searcher::new(store, query, options::search_params()) {
+            Ok(searcher) => state.searcher = Some(searcher),
+            Err(corruption) => raise_corruption(&state.index_name, corruption),
+        }
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, direction: pg_sys::ScanDirection::Type) -> bool {
+    if direction != pg_sys::ScanDirection::ForwardScanDirection {
+        error!("annoy index scans only go forward");
+    }
+    // SAFETY: `scan` comes from ambeginscan and was rescanned.
+    unsafe {
+        let scan = &mut *scan;
+        let state = &mut *scan.opaque.cast::<ScanState>();
+        let Some(searcher) = state.searcher.as_mut() else {
+            error!("annoy: amgettuple called before amrescan");
+        };
+        pg_sys::check_for_interrupts!();
+        match searcher.next_item() {
+            Ok(Some((tid, distance))) => {
+                item_pointer_from_tid(tid, &mut scan.xs_heaptid);
+                // Exact distances in ascending order: nothing to recheck.
+                scan.xs_recheck = false;
+                scan.xs_recheckorderby = false;
+                *scan.xs_orderbyvals = pg_sys::Datum::from(f64::from(distance).to_bits());
+                *scan.xs_orderbynulls = false;
+                true
+            }
+            Ok(None) => false,
+            Err(corruption) => raise_corruption(&state.index_name, corruption),
+        }
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
+    // SAFETY: opaque was set by ambeginscan from a Box.
+    unsafe {
+        let scan = &mut *scan;
+        if !scan.opaque.is_null() {
+            drop(Box::from_raw(scan.opaque.cast::<ScanState>()));
+            scan.opaque = std::ptr::null_mut();
+        }
+    }
+}

@@ -1,0 +1,106 @@
+-- The annoy index on vector2048: plans, recall against brute force, exact
+-- order, every opclass, edge cases, options and errors.
+CREATE EXTENSION IF NOT EXISTS imgsim;
+
+CREATE FUNCTION pg_temp.sqlstate_of(statement text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE statement;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+-- A structured set: 40 clusters of 50 points with different spreads, plus
+-- 30 queries that are noisy points near 30 of the centres (not in the table).
+SELECT setseed(0.42);
+CREATE TABLE centres AS
+SELECT c, (0.05 + random() * 0.25)::real AS spread, array_agg((random() * 2 - 1)::real) AS x
+FROM generate_series(1, 40) c, generate_series(1, 2048) d GROUP BY c;
+CREATE TABLE items (id serial PRIMARY KEY, cluster int, emb vector2048);
+INSERT INTO items (cluster, emb)
+SELECT c, (SELECT array_agg(v + ((random() * 2 - 1) * spread)::real) FROM unnest(x) v)::vector2048
+FROM centres, generate_series(1, 50);
+CREATE TABLE queries AS
+SELECT row_number() OVER () AS qid, (SELECT array_agg(v + ((random() * 2 - 1) * spread)::real) FROM unnest(x) v)::vector2048 AS q
+FROM centres WHERE c % 4 <> 0;
+
+CREATE INDEX items_l2 ON items USING annoy (emb);
+SELECT items, live_items, deleted_items, trees FROM annoy_index_check('items_l2');
+
+-- The planner uses the index for ORDER BY ... LIMIT, and not for a filter.
+EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY emb <-> (SELECT q FROM queries WHERE qid = 1) LIMIT 10;
+EXPLAIN (COSTS OFF) SELECT id FROM items WHERE emb <-> (SELECT q FROM queries WHERE qid = 1) < 1 LIMIT 10;
+
+-- Recall@10 against brute force, and results in exact distance order.
+CREATE FUNCTION pg_temp.top10(use_index boolean) RETURNS TABLE (qid bigint, ids int[], dists float8[]) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('enable_seqscan', (NOT use_index)::text, true);
+    PERFORM set_config('enable_indexscan', use_index::text, true);
+    RETURN QUERY
+    SELECT queries.qid, array_agg(n.id ORDER BY n.d, n.id), array_agg(n.d ORDER BY n.d, n.id)
+    FROM queries, LATERAL (SELECT id, emb <-> q AS d FROM items ORDER BY emb <-> q LIMIT 10) n
+    GROUP BY queries.qid;
+END $$;
+CREATE TABLE exact AS SELECT * FROM pg_temp.top10(false);
+CREATE TABLE approx AS SELECT * FROM pg_temp.top10(true);
+SELECT count(*) AS queries,
+       avg((SELECT count(*) FROM unnest(a.ids) i WHERE i = ANY (e.ids)))::numeric(4,2) / 10 >= 0.95 AS recall_at_10_ok
+FROM exact e JOIN approx a USING (qid);
+-- Rows come back in ascending exact distance, and the distances are exact.
+SET enable_seqscan = off;
+SELECT bool_and(d = sorted) AS ascending FROM (
+    SELECT array_agg(emb <-> q ORDER BY ord) AS d, array_agg(emb <-> q ORDER BY emb <-> q) AS sorted
+    FROM queries, LATERAL (SELECT emb, row_number() OVER () AS ord FROM (SELECT emb FROM items ORDER BY emb <-> q LIMIT 25) s) r
+    GROUP BY qid) t;
+RESET enable_seqscan;
+
+-- Each opclass agrees with its operator.
+CREATE INDEX items_cosine ON items USING annoy (emb vector2048_cosine_ops);
+CREATE INDEX items_ip ON items USING annoy (emb vector2048_ip_ops) WITH (trees = 4);
+SELECT trees FROM annoy_index_check('items_ip');
+SET enable_seqscan = off;
+DROP INDEX items_l2;
+EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY emb <=> (SELECT q FROM queries WHERE qid = 1) LIMIT 10;
+EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY emb <#> (SELECT q FROM queries WHERE qid = 1) LIMIT 10;
+CREATE TEMP TABLE op_check AS
+SELECT qid,
+       array(SELECT id FROM items ORDER BY emb <=> q LIMIT 10) AS cosine_index,
+       array(SELECT id FROM items ORDER BY emb <#> q LIMIT 10) AS ip_index
+FROM queries;
+RESET enable_seqscan;
+SET enable_indexscan = off;
+SELECT avg((SELECT count(*) FROM unnest(cosine_index) i WHERE i = ANY (array(SELECT id FROM items ORDER BY emb <=> q LIMIT 10))))::numeric / 10 >= 0.95 AS cosine_recall_ok,
+       avg((SELECT count(*) FROM unnest(ip_index) i WHERE i = ANY (array(SELECT id FROM items ORDER BY emb <#> q LIMIT 10))))::numeric / 10 >= 0.90 AS ip_recall_ok
+FROM op_check JOIN queries USING (qid);
+RESET enable_indexscan;
+DROP INDEX items_cosine, items_ip;
+
+-- Edge cases: empty table, one row, NULLs, duplicates, LIMIT beyond the table.
+SET enable_seqscan = off;
+CREATE TABLE edge (id int, emb vector2048);
+CREATE INDEX edge_idx ON edge USING annoy (emb);
+SELECT items FROM annoy_index_check('edge_idx');
+SELECT count(*) AS rows_from_empty FROM (SELECT id FROM edge ORDER BY emb <-> array_fill(0::real, ARRAY[2048])::vector2048 LIMIT 5) s;
+INSERT INTO edge VALUES (1, array_fill(1::real, ARRAY[2048])::vector2048), (2, NULL);
+SELECT id FROM edge ORDER BY emb <-> array_fill(0::real, ARRAY[2048])::vector2048 LIMIT 5;
+INSERT INTO edge SELECT 10 + i, array_fill(0.5::real, ARRAY[2048])::vector2048 FROM generate_series(1, 300) i;
+INSERT INTO edge VALUES (3, NULL);
+DROP INDEX edge_idx;
+CREATE INDEX edge_idx ON edge USING annoy (emb) WITH (trees = 3, leaf_size = 16);
+SELECT items, live_items, trees FROM annoy_index_check('edge_idx');
+SELECT count(*) AS all_rows, count(DISTINCT id) AS distinct_rows, bool_and(emb IS NOT NULL) AS no_nulls
+FROM (SELECT id, emb FROM edge ORDER BY emb <-> array_fill(0.5::real, ARRAY[2048])::vector2048 LIMIT 1000) s;
+SELECT id FROM edge ORDER BY emb <-> array_fill(2::real, ARRAY[2048])::vector2048 LIMIT 1;
+RESET enable_seqscan;
+
+-- Options are checked; scans need ORDER BY; only annoy indexes are checked.
+SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (trees = 0)$$) AS zero_trees;
+SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (trees = 65)$$) AS too_many_trees;
+SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (leaf_size = 1)$$) AS leaf_size_one;
+SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (colour = 3)$$) AS unknown_option;
+SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (cluster)$$) AS wrong_type;
+SELECT pg_temp.sqlstate_of($$SELECT * FROM annoy_index_check('items')$$) AS check_a_table;
+SELECT pg_temp.sqlstate_of($$SELECT * FROM annoy_index_check('items_pkey')$$) AS check_a_btree;
+SET maintenance_work_mem = '1MB';
+SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb)$$) AS too_little_memory;
+RESET maintenance_work_mem;

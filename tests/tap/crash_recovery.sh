@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# kill -9 the postmaster during a stream of inserts into an annoy-indexed
+# table; after restart (WAL replay) the index passes annoy_index_check and
+# every committed row is found through the index.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+PORT=55441
+DATA=$TAP_ROOT/crash
+on_exit "cluster_stop $DATA"
+
+fresh_cluster "$DATA" "$PORT"
+sql $PORT -c "CREATE EXTENSION imgsim" \
+    -c "CREATE TABLE t (id int PRIMARY KEY, emb vector2048)" \
+    -c "INSERT INTO t SELECT i, $(vector_sql i) FROM generate_series(1, 300) i" \
+    -c "CREATE INDEX t_annoy ON t USING annoy (emb) WITH (trees = 4)" \
+    -c "CHECKPOINT"
+
+# One transaction per row, in the background, until the server dies.
+(
+    for i in $(seq 301 100000); do
+        sql $PORT -c "INSERT INTO t VALUES ($i, $(vector_sql $i))" >/dev/null 2>&1 || break
+    done
+) &
+inserter=$!
+sleep 8
+postmaster=$(head -1 "$DATA/postmaster.pid")
+kill -9 "$postmaster"
+wait "$inserter" || true
+# Backends die with the postmaster gone; clear what is left and restart.
+sleep 1
+as_root rm -f "$DATA/postmaster.pid"
+cluster_start "$DATA" "$PORT"
+
+rows=$(sql $PORT -c "SELECT count(*) FROM t")
+echo "# rows committed before the crash: $rows"
+ok "inserts were running when the server was killed" test "$rows" -gt 300
+ok "annoy_index_check passes after crash recovery" sql $PORT -c "SELECT * FROM annoy_index_check('t_annoy')"
+indexed=$(sql $PORT -c "SELECT live_items FROM annoy_index_check('t_annoy')")
+ok "the index holds every committed row ($indexed = $rows)" test "$indexed" -eq "$rows"
+missing=$(sql $PORT -c "SET enable_seqscan = off" -c "
+    SELECT count(*) FROM t AS row
+    WHERE row.id <> (SELECT id FROM t ORDER BY emb <-> row.emb LIMIT 1)")
+ok "every committed row is its own nearest neighbour through the index (missing: $missing)" test "$missing" -eq 0
+plan=$(sql $PORT -c "SET enable_seqscan = off" -c "EXPLAIN SELECT id FROM t ORDER BY emb <-> (SELECT emb FROM t LIMIT 1) LIMIT 1")
+ok "those lookups used the annoy index" grep -q "Index Scan using t_annoy" <<<"$plan"
+finish_tap

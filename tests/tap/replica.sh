@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# A streaming replica answers the same ORDER BY ... LIMIT queries with the
+# same rows as the primary after build, inserts, deletes and VACUUM (all
+# index changes reach it through WAL).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+PRIMARY_PORT=55442
+STANDBY_PORT=55443
+PRIMARY=$TAP_ROOT/primary
+STANDBY=$TAP_ROOT/standby
+on_exit "cluster_stop $STANDBY; cluster_stop $PRIMARY"
+
+fresh_cluster "$PRIMARY" "$PRIMARY_PORT" wal_level=replica max_wal_senders=4
+cluster_stop "$STANDBY"; as_root rm -rf "$STANDBY"
+as_postgres "$PG_BIN/pg_basebackup" -h /tmp -p "$PRIMARY_PORT" -U postgres -D "$STANDBY" -R -X stream
+cluster_start "$STANDBY" "$STANDBY_PORT" hot_standby=on
+
+wait_for_replay() {
+    local lsn; lsn=$(sql $PRIMARY_PORT -c "SELECT pg_current_wal_lsn()")
+    for _ in $(seq 1 300); do
+        [ "$(sql $STANDBY_PORT -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn")" = t ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+QUERIES="SET enable_seqscan = off;
+SELECT q, array_agg(id ORDER BY rank) FROM generate_series(1, 20) q,
+LATERAL (SELECT id, row_number() OVER () AS rank FROM (
+    SELECT id FROM t ORDER BY emb <-> $(vector_sql 'q * 13 + 0.5') LIMIT 10) s) r
+GROUP BY q ORDER BY q;"
+
+compare() {
+    local stage=$1
+    ok "standby replayed the primary's WAL ($stage)" wait_for_replay
+    local primary standby
+    primary=$(sql $PRIMARY_PORT -c "$QUERIES")
+    standby=$(sql $STANDBY_PORT -c "$QUERIES")
+    ok "standby returns the same rows as the primary ($stage)" test "$primary" = "$standby"
+    ok "standby's index passes annoy_index_check ($stage)" sql $STANDBY_PORT -c "SELECT * FROM annoy_index_check('t_annoy')"
+    plan=$(sql $STANDBY_PORT -c "SET enable_seqscan = off" -c "EXPLAIN SELECT id FROM t ORDER BY emb <-> (SELECT emb FROM t LIMIT 1) LIMIT 1")
+    ok "the standby's queries use the annoy index ($stage)" grep -q "Index Scan using t_annoy" <<<"$plan"
+}
+
+sql $PRIMARY_PORT -c "CREATE EXTENSION imgsim" \
+    -c "CREATE TABLE t (id int PRIMARY KEY, emb vector2048)" \
+    -c "INSERT INTO t SELECT i, $(vector_sql i) FROM generate_series(1, 1000) i" \
+    -c "CREATE INDEX t_annoy ON t USING annoy (emb) WITH (trees = 4)"
+compare "after the build"
+
+sql $PRIMARY_PORT -c "INSERT INTO t SELECT i, $(vector_sql i) FROM generate_series(1001, 1600) i"
+compare "after inserts"
+
+sql $PRIMARY_PORT -c "DELETE FROM t WHERE id % 3 = 0" -c "VACUUM t"
+compare "after deletes and VACUUM"
+finish_tap
