@@ -6,7 +6,7 @@
 use std::ffi::CStr;
 use std::mem::offset_of;
 
-use imgsim_forest::{Options, SearchParams};
+use imgsim_forest::{Options, SearchParams, DEFAULT_RERANK, DEFAULT_SEARCH_K};
 use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
 
 /// The parsed reloptions, as `build_reloptions` lays them out (a varlena).
@@ -23,8 +23,10 @@ const TREES_DEFAULT: i32 = 8;
 const TREES_MAX: i32 = 64;
 const LEAF_SIZE_MAX: i32 = 1000;
 
-pub static SEARCH_K: GucSetting<i32> = GucSetting::<i32>::new(2000);
-pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static SEARCH_K: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_SEARCH_K as i32);
+pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_RERANK as i32);
+/// 0: no bound (a scan can go on to every item of the index).
+pub static MAX_SCAN_ITEMS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// Register the reloptions and GUCs; called once from `_PG_init`.
 pub fn init() {
@@ -71,6 +73,24 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"annoy.max_scan_items",
+        c"Most rows one annoy index scan returns (0: no limit).",
+        c"A filtered query (WHERE ... ORDER BY emb <-> q LIMIT k) makes the scan widen until k rows \
+          pass the filter; with a filter that almost nothing passes, that can mean the whole index. \
+          At this bound the scan ends, and the query returns the rows found so far (possibly fewer than k).",
+        &MAX_SCAN_ITEMS,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// The bound on rows per scan, if any.
+pub fn max_scan_items() -> Option<u64> {
+    let bound = MAX_SCAN_ITEMS.get();
+    (bound > 0).then_some(bound as u64)
 }
 
 /// The search knobs for a scan starting now.

@@ -20,6 +20,9 @@ struct ScanState {
     searcher: Option<Searcher<'static, PgStore>>,
     store: Box<PgStore>,
     index_name: String,
+    /// Rows returned since the last rescan, against `annoy.max_scan_items`.
+    returned: u64,
+    max_scan_items: Option<u64>,
 }
 
 #[pg_guard]
@@ -40,6 +43,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             searcher: None,
             store: Box::new(PgStore::new(index, pg_sys::ForkNumber::MAIN_FORKNUM, Logging::Generic)),
             index_name: relation_name(index),
+            returned: 0,
+            max_scan_items: None,
         };
         (*scan).opaque = Box::into_raw(Box::new(state)).cast();
         scan
@@ -62,6 +67,8 @@ pub unsafe extern "C-unwind" fn amrescan(
         }
         let state = &mut *scan.opaque.cast::<ScanState>();
         state.searcher = None;
+        state.returned = 0;
+        state.max_scan_items = options::max_scan_items();
         if scan.numberOfOrderBys == 0 {
             UserError::new(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -103,8 +110,12 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
             error!("annoy: amgettuple called before amrescan");
         };
         pg_sys::check_for_interrupts!();
+        if state.max_scan_items.is_some_and(|bound| state.returned >= bound) {
+            return false;
+        }
         match searcher.next_item() {
             Ok(Some((tid, distance))) => {
+                state.returned += 1;
                 item_pointer_from_tid(tid, &mut scan.xs_heaptid);
                 // Exact distances in ascending order: nothing to recheck.
                 scan.xs_recheck = false;

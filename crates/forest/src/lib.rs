@@ -25,7 +25,7 @@ use std::fmt;
 
 pub use build::{build, BuildError, BuildPhase, BuildStats, Builder};
 pub use check::{check, CheckReport};
-pub use search::{SearchParams, Searcher};
+pub use search::{SearchParams, Searcher, DEFAULT_RERANK, DEFAULT_SEARCH_K};
 pub use store::{MemStore, PageKind, PageStore};
 pub use update::{bulk_delete, insert, DeleteStats};
 

@@ -1,0 +1,40 @@
+-- Filtered queries never come back short: the annoy scan keeps widening
+-- while the executor asks for rows; annoy.max_scan_items bounds that work.
+CREATE EXTENSION IF NOT EXISTS imgsim;
+SELECT setseed(0.7);
+CREATE TABLE centres AS
+SELECT c, array_agg((random() * 2 - 1)::real) AS x FROM generate_series(1, 30) c, generate_series(1, 2048) d GROUP BY c;
+CREATE TABLE items (id int PRIMARY KEY, category int, emb vector2048);
+INSERT INTO items
+SELECT row_number() OVER (), (row_number() OVER ()) % 100,
+       (SELECT array_agg(v + ((random() * 2 - 1) * 0.3)::real) FROM unnest(x) v)::vector2048
+FROM centres, generate_series(1, 100);
+CREATE INDEX items_annoy ON items USING annoy (emb) WITH (trees = 4);
+CREATE TABLE query AS SELECT emb AS q FROM items WHERE id = 17;
+SET enable_seqscan = off;
+
+EXPLAIN (COSTS OFF) SELECT id FROM items WHERE category = 7 ORDER BY emb <-> (SELECT q FROM query) LIMIT 10;
+-- 30 rows have category 7: LIMIT 10 gets 10 of them, LIMIT 40 all 30.
+SELECT count(*) AS rows, bool_and(category = 7) AS all_match
+FROM (SELECT id, category FROM items WHERE category = 7 ORDER BY emb <-> (SELECT q FROM query) LIMIT 10) s;
+SELECT count(*) AS rows FROM (SELECT id FROM items WHERE category = 7 ORDER BY emb <-> (SELECT q FROM query) LIMIT 40) s;
+-- One matching row among 3000, the farthest from the query, behind a filter
+-- no other index can serve (id + 0): still found.
+CREATE TABLE farthest AS
+SELECT id FROM items, query ORDER BY emb <-> q DESC LIMIT 1;
+SELECT count(*) AS rows FROM (
+    SELECT id FROM items WHERE id + 0 = (SELECT id FROM farthest) ORDER BY emb <-> (SELECT q FROM query) LIMIT 10) s;
+-- The filtered top 10 against brute force.
+CREATE TABLE exact AS
+SELECT array(SELECT id FROM items, query WHERE category = 7 ORDER BY emb <-> q LIMIT 10) AS ids;
+SELECT (SELECT count(*) FROM unnest(array(
+            SELECT id FROM items WHERE category = 7 ORDER BY emb <-> (SELECT q FROM query) LIMIT 10)) i
+        WHERE i = ANY ((SELECT ids FROM exact)::int[])) >= 9 AS filtered_recall_ok;
+
+-- At the bound the scan ends: the query returns what it found so far.
+SET annoy.max_scan_items = 100;
+SELECT count(*) AS rows_at_bound FROM (
+    SELECT id FROM items WHERE id + 0 = (SELECT id FROM farthest) ORDER BY emb <-> (SELECT q FROM query) LIMIT 10) s;
+SELECT count(*) AS unfiltered_rows_at_bound FROM (SELECT id FROM items ORDER BY emb <-> (SELECT q FROM query) LIMIT 150) s;
+RESET annoy.max_scan_items;
+SELECT count(*) AS unfiltered_rows FROM (SELECT id FROM items ORDER BY emb <-> (SELECT q FROM query) LIMIT 150) s;
