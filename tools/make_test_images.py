@@ -1,6 +1,8 @@
 """Derived test images for the SQL tests, made from the bundled CC0 photos.
 
-Writes, next to the photos: re-encoded / resized / cropped copies of two
+usage: make_test_images.py PHOTOS_DIR OUT_DIR
+
+Writes into OUT_DIR: re-encoded / resized / cropped copies of two
 photos (queries that are not byte-identical to any stored photo), a
 truncated JPEG, and a decompression bomb: a tiny valid PNG whose header
 declares 100000 x 100000 pixels.
@@ -13,16 +15,17 @@ from pathlib import Path
 from PIL import Image
 
 photos = Path(sys.argv[1])
+out = Path(sys.argv[2])
 
 chelsea = Image.open(photos / "chelsea.png").convert("RGB")
-chelsea.save(photos / "derived_chelsea_q40.jpg", quality=40)
+chelsea.save(out / "derived_chelsea_q40.jpg", quality=40)
 coffee = Image.open(photos / "coffee.png").convert("RGB")
-coffee.resize((coffee.width // 2, coffee.height // 2), Image.BILINEAR).save(photos / "derived_coffee_half.png")
+coffee.resize((coffee.width // 2, coffee.height // 2), Image.BILINEAR).save(out / "derived_coffee_half.png")
 w, h = chelsea.size
-chelsea.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(photos / "derived_chelsea_crop.webp", quality=80)
+chelsea.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(out / "derived_chelsea_crop.webp", quality=80)
 
-jpeg = (photos / "derived_chelsea_q40.jpg").read_bytes()
-(photos / "derived_truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+jpeg = (out / "derived_chelsea_q40.jpg").read_bytes()
+(out / "derived_truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
 
 
 def chunk(kind: bytes, data: bytes) -> bytes:
@@ -31,7 +34,7 @@ def chunk(kind: bytes, data: bytes) -> bytes:
 
 ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
 idat = zlib.compress(b"\0" * 4096)
-(photos / "derived_bomb.png").write_bytes(
+(out / "derived_bomb.png").write_bytes(
     b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 )
-print(f"derived test images written to {photos}")
+print(f"derived test images written to {out}")

@@ -5,7 +5,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 begin "apt packages"
-APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo python3-venv)
+# chromium: the tests load the HTML results page in a headless browser.
+APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo python3-venv bc chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,9 +53,11 @@ ORT_LIB=$("$VENV/bin/python" -c 'import onnxruntime, os; print(os.path.join(os.p
 [ -f "$ORT_LIB" ] || die "the onnxruntime wheel has no $ORT_LIB"
 echo "ok: $ORT_LIB"
 
-begin "test photos (scikit-image's CC0 sample data, from PyPI)"
+begin "sample photos (scikit-image's CC0 sample data, from PyPI) and derived test images"
 PHOTOS_DIR="$STATE_DIR/photos"
-if [ ! -f "$PHOTOS_DIR/.complete" ]; then
+DERIVED_DIR="$STATE_DIR/derived"
+if [ ! -f "$PHOTOS_DIR/.complete" ] || [ ! -f "$DERIVED_DIR/.complete" ]; then
+    rm -rf "$PHOTOS_DIR" "$DERIVED_DIR"
     mkdir -p "$PHOTOS_DIR"
     skimage_data=$("$VENV/bin/python" -c 'import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), "data"))')
     for f in chelsea.png coffee.png astronaut.png rocket.jpg motorcycle_left.png motorcycle_right.png \
@@ -62,10 +65,11 @@ if [ ! -f "$PHOTOS_DIR/.complete" ]; then
              retina.jpg immunohistochemistry.png logo.png horse.png; do
         [ -f "$skimage_data/$f" ] && cp "$skimage_data/$f" "$PHOTOS_DIR/"
     done
-    "$VENV/bin/python" "$REPO_ROOT/tools/make_test_images.py" "$PHOTOS_DIR"
-    touch "$PHOTOS_DIR/.complete"
+    mkdir -p "$DERIVED_DIR"
+    "$VENV/bin/python" "$REPO_ROOT/tools/make_test_images.py" "$PHOTOS_DIR" "$DERIVED_DIR"
+    touch "$PHOTOS_DIR/.complete" "$DERIVED_DIR/.complete"
 fi
-echo "ok: $(ls "$PHOTOS_DIR" | wc -l) photos in $PHOTOS_DIR"
+echo "ok: $(ls "$PHOTOS_DIR" | wc -l) photos in $PHOTOS_DIR, $(ls "$DERIVED_DIR" | wc -l) derived images in $DERIVED_DIR"
 
 begin "build and install the extension into PostgreSQL $PG_MAJOR"
 SUDO_FLAG=(); [ "$(id -u)" = 0 ] || SUDO_FLAG=(--sudo)
@@ -78,4 +82,9 @@ as_root install -d "$IMGSIM_SHARE" "$IMGSIM_LIB"
 as_root install -m 644 "$REPO_ROOT/models/efficientnet-lite0.json" "$MODEL_ONNX" "$IMGSIM_SHARE/"
 as_root install -m 755 "$ORT_LIB" "$IMGSIM_LIB/libonnxruntime.so"
 echo "ok: extension, $IMGSIM_SHARE, $IMGSIM_LIB"
+
+begin "build the imgsim command-line client"
+(cd "$REPO_ROOT" && cargo build --release -q -p imgsim-cli)
+IMGSIM_CLI="$REPO_ROOT/target/release/imgsim"
+echo "ok: $IMGSIM_CLI"
 CURRENT_STEP="done"

@@ -29,18 +29,8 @@ sql_regression_tests() {
     local tests; tests=$(cd "$REPO_ROOT/tests/pg_regress/sql" && ls *.sql | sed 's/\.sql$//')
     # pg_regress runs as postgres, so it reads a copy of the tests it can reach.
     cp -r "$REPO_ROOT/tests/pg_regress/." "$out/"
-    cp -r "$PHOTOS_DIR" "$out/photos"
-    # A manifest whose descriptor is not 2048-d, for the refusal test.
-    "$VENV/bin/python" - "$IMGSIM_SHARE" "$out/photos/derived_manifest_1280.json" <<'PY'
-import json, sys
-share, out = sys.argv[1:]
-manifest = json.load(open(f"{share}/efficientnet-lite0.json"))
-manifest["model"] = f"{share}/{manifest['model']}"
-manifest["descriptor"] = {"dims": 1280, "parts": [{"output": "head", "dims": 1280, "weight": 1.0}]}
-json.dump(manifest, open(out, "w"))
-PY
     chmod -R a+rwX "$out"
-    if (cd "$out" && as_postgres env IMGSIM_TEST_PHOTOS="$out/photos" \
+    if (cd "$out" && as_postgres env IMGSIM_TEST_PHOTOS="$SERVER_PHOTOS" \
             "$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress" \
             --host=/tmp --port="$TEST_PORT" --user=postgres --dbname=imgsim_regress \
             --inputdir=. --outputdir=. $tests); then
@@ -50,15 +40,40 @@ PY
     return 1
 }
 
+begin "test photos where the server can read them"
+# The server (user postgres) reads photos with pg_read_binary_file: give it
+# a copy outside the checkout, whose parents it may not be able to enter.
+SERVER_PHOTOS=/var/tmp/imgsim/test-photos
+as_root rm -rf "$SERVER_PHOTOS"
+as_root mkdir -p "$SERVER_PHOTOS"
+as_root cp -r "$PHOTOS_DIR/." "$DERIVED_DIR/." "$SERVER_PHOTOS/"
+# A manifest whose descriptor is not 2048-d, for the refusal test.
+"$VENV/bin/python" - "$IMGSIM_SHARE" /tmp/imgsim_manifest_1280.json <<'PY'
+import json, sys
+share, out = sys.argv[1:]
+manifest = json.load(open(f"{share}/efficientnet-lite0.json"))
+manifest["model"] = f"{share}/{manifest['model']}"
+manifest["descriptor"] = {"dims": 1280, "parts": [{"output": "head", "dims": 1280, "weight": 1.0}]}
+json.dump(manifest, open(out, "w"))
+PY
+as_root mv /tmp/imgsim_manifest_1280.json "$SERVER_PHOTOS/derived_manifest_1280.json"
+as_root chmod -R a+rX "$SERVER_PHOTOS"
+
 begin "fresh test cluster on port $TEST_PORT"
 cluster_stop "$TEST_PGDATA"
 as_root rm -rf "$TEST_PGDATA"
 cluster_start "$TEST_PGDATA" "$TEST_PORT"
+psql -X -q -h /tmp -p "$TEST_PORT" -U postgres -d postgres -c "CREATE DATABASE imgsim_cli"
+psql -X -q -h /tmp -p "$TEST_PORT" -U postgres -d imgsim_cli -c "CREATE EXTENSION imgsim"
 on_exit 'cluster_stop "$TEST_PGDATA"'
 
 run_suite "Rust unit tests (kernels, index core, embedding)" rust_unit_tests
 run_suite "model conversion (classification of real photos)" model_conversion_test
 run_suite "SQL regression tests (pg_regress)" sql_regression_tests
+run_suite "README SQL examples" bash "$REPO_ROOT/tests/readme_examples.sh" "$TEST_PORT" "$SERVER_PHOTOS"
+run_suite "command-line loader, search and HTML page" env IMGSIM_CLI="$IMGSIM_CLI" \
+    IMGSIM_TEST_DSN="host=/tmp port=$TEST_PORT user=postgres dbname=imgsim_cli" \
+    IMGSIM_TEST_PHOTOS="$SERVER_PHOTOS" IMGSIM_PYTHON="$VENV/bin/python" bash "$REPO_ROOT/tests/cli/test_cli.sh"
 run_suite "crash recovery: kill -9 during inserts" bash "$REPO_ROOT/tests/tap/crash_recovery.sh"
 run_suite "streaming replica answers like the primary" bash "$REPO_ROOT/tests/tap/replica.sh"
 
