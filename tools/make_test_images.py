@@ -38,3 +38,24 @@ idat = zlib.compress(b"\0" * 4096)
     b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 )
 print(f"derived test images written to {out}")
+
+# Augmented copies of every photo (crops, flips, small rotations, colour and
+# JPEG quality changes): a few hundred real embeddings with near-duplicate
+# structure, for recall tests of the index on what image_embedding makes.
+rng = __import__("random").Random(1234)
+originals = sorted(p for p in photos.iterdir() if p.suffix in (".png", ".jpg"))
+for path in originals:
+    base = Image.open(path).convert("RGB")
+    base.thumbnail((384, 384))
+    for k in range(12):
+        w, h = base.size
+        scale = rng.uniform(0.6, 0.95)
+        cw, ch = int(w * scale), int(h * scale)
+        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+        image = base.crop((x, y, x + cw, y + ch))
+        if rng.random() < 0.5:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        image = image.rotate(rng.uniform(-8, 8), resample=Image.BILINEAR)
+        image = image.point(lambda v, gain=rng.uniform(0.8, 1.2): min(255, int(v * gain)))
+        image.save(out / f"aug_{path.stem}_{k:02d}.jpg", quality=rng.randint(40, 90))
+print(f"{12 * len(originals)} augmented copies written to {out}")

@@ -56,7 +56,9 @@ echo "ok: $ORT_LIB"
 begin "sample photos (scikit-image's CC0 sample data, from PyPI) and derived test images"
 PHOTOS_DIR="$STATE_DIR/photos"
 DERIVED_DIR="$STATE_DIR/derived"
-if [ ! -f "$PHOTOS_DIR/.complete" ] || [ ! -f "$DERIVED_DIR/.complete" ]; then
+# Regenerated whenever the script that makes them changes.
+derived_hash=$(sha256sum "$REPO_ROOT/tools/make_test_images.py" | cut -d' ' -f1)
+if [ ! -f "$PHOTOS_DIR/.complete" ] || [ "$(cat "$DERIVED_DIR/.complete" 2>/dev/null)" != "$derived_hash" ]; then
     rm -rf "$PHOTOS_DIR" "$DERIVED_DIR"
     mkdir -p "$PHOTOS_DIR"
     skimage_data=$("$VENV/bin/python" -c 'import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), "data"))')
@@ -67,7 +69,8 @@ if [ ! -f "$PHOTOS_DIR/.complete" ] || [ ! -f "$DERIVED_DIR/.complete" ]; then
     done
     mkdir -p "$DERIVED_DIR"
     "$VENV/bin/python" "$REPO_ROOT/tools/make_test_images.py" "$PHOTOS_DIR" "$DERIVED_DIR"
-    touch "$PHOTOS_DIR/.complete" "$DERIVED_DIR/.complete"
+    touch "$PHOTOS_DIR/.complete"
+    echo "$derived_hash" > "$DERIVED_DIR/.complete"
 fi
 echo "ok: $(ls "$PHOTOS_DIR" | wc -l) photos in $PHOTOS_DIR, $(ls "$DERIVED_DIR" | wc -l) derived images in $DERIVED_DIR"
 

@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use super::options;
 
 #[pg_guard]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // the signature is Postgres'
 pub unsafe extern "C-unwind" fn amcostestimate(
     root: *mut pg_sys::PlannerInfo,
     path: *mut pg_sys::IndexPath,

@@ -9,6 +9,7 @@ use super::{raise_corruption, relation_name, tid_from_item_pointer};
 use crate::vector::VectorRef;
 
 #[pg_guard]
+#[allow(clippy::too_many_arguments)] // the signature is Postgres'
 pub unsafe extern "C-unwind" fn aminsert(
     index: pg_sys::Relation,
     values: *mut pg_sys::Datum,

@@ -25,10 +25,20 @@ sleep 8
 postmaster=$(head -1 "$DATA/postmaster.pid")
 kill -9 "$postmaster"
 wait "$inserter" || true
-# Backends die with the postmaster gone; clear what is left and restart.
-sleep 1
-as_root rm -f "$DATA/postmaster.pid"
-cluster_start "$DATA" "$PORT"
+# Wait for the killed postmaster to be gone (its backends exit when they
+# notice), then clear its lock files and restart: WAL replay happens here.
+for _ in $(seq 1 40); do
+    state=$(ps -o stat= -p "$postmaster" 2>/dev/null || true)
+    [ -z "$state" ] || [ "${state:0:1}" = Z ] && break
+    sleep 0.25
+done
+as_root rm -f "$DATA/postmaster.pid" "/tmp/.s.PGSQL.$PORT.lock"
+restarted=false
+for _ in $(seq 1 10); do
+    if cluster_start "$DATA" "$PORT"; then restarted=true; break; fi
+    sleep 1   # old backends may still hold the shared memory for a moment
+done
+ok "the server restarts after kill -9" $restarted
 
 rows=$(sql $PORT -c "SELECT count(*) FROM t")
 echo "# rows committed before the crash: $rows"

@@ -478,13 +478,7 @@ fn write_tree<S: PageStore>(
     let mut refs = vec![NodeRef::EMPTY; nodes.len()];
     for (idx, node) in nodes.iter().enumerate() {
         let Node::Leaf { items } = node else { continue };
-        let (block, mut page) = store.allocate(PageKind::Leaf);
-        LeafPageHeader {
-            count: items.len() as u16,
-            ..LeafPageHeader::default()
-        }
-        .write(&mut page);
-        for (k, &i) in items.iter().enumerate() {
+        let entries = items.iter().map(|&i| {
             let loc = locs[i as usize];
             let entry = LeafEntryHeader {
                 item_block: loc.block,
@@ -493,8 +487,9 @@ fn write_tree<S: PageStore>(
                 scale: coded.scales[i as usize],
                 code_norm_sq: coded.code_norms_sq[i as usize],
             };
-            write_leaf_entry(&mut page, k, &entry, coded.code(i));
-        }
+            (entry, coded.code(i))
+        });
+        let (block, _page) = write_new_leaf(store, entries);
         refs[idx] = NodeRef::leaf(block);
         stats.leaf_pages += 1;
     }
@@ -539,6 +534,24 @@ fn write_tree<S: PageStore>(
 }
 
 /// Writes entry `k` of a leaf page body (`code` is `code_stride` bytes).
+/// Allocates a leaf page holding `entries` (each entry's header and code);
+/// the page stays locked while the returned guard lives.
+pub(crate) fn write_new_leaf<'s, 'c, S: PageStore>(
+    store: &'s S,
+    entries: impl ExactSizeIterator<Item = (LeafEntryHeader, &'c [u8])>,
+) -> (u32, S::Write<'s>) {
+    let (block, mut page) = store.allocate(PageKind::Leaf);
+    LeafPageHeader {
+        count: entries.len() as u16,
+        ..LeafPageHeader::default()
+    }
+    .write(&mut page);
+    for (k, (entry, code)) in entries.enumerate() {
+        write_leaf_entry(&mut page, k, &entry, code);
+    }
+    (block, page)
+}
+
 pub(crate) fn write_leaf_entry(page: &mut [u8], k: usize, entry: &LeafEntryHeader, code: &[u8]) {
     let at = LeafPageHeader::SIZE + k * (LeafEntryHeader::SIZE + code.len());
     entry.write(&mut page[at..]);

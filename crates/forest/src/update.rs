@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use half::f16;
 
-use crate::build::{write_leaf_entry, CodedItems, TreeBuilder};
+use crate::build::{write_leaf_entry, write_new_leaf, CodedItems, TreeBuilder};
 use crate::format::*;
 use crate::items::{ItemAppender, ItemLoc};
 use crate::meta::{Meta, META_BLOCK};
@@ -75,13 +75,7 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
     // Trees of an index built empty get their first leaf now, holding the item.
     let planted: Vec<bool> = meta.roots.iter().map(|r| r.kind == NODE_EMPTY).collect();
     for root in meta.roots.iter_mut().filter(|r| r.kind == NODE_EMPTY) {
-        let (block, mut leaf) = store.allocate(PageKind::Leaf);
-        LeafPageHeader {
-            count: 1,
-            ..LeafPageHeader::default()
-        }
-        .write(&mut leaf);
-        write_leaf_entry(&mut leaf, 0, &entry, &code);
+        let (block, _leaf) = write_new_leaf(store, std::iter::once((entry, &code[..])));
         *root = NodeRef::leaf(block);
     }
     meta.write_to(&mut meta_page);
@@ -218,18 +212,7 @@ fn split_leaf<S: PageStore>(
     };
     let mut ids: Vec<u32> = (0..entries.len() as u32).collect();
     let (normal, offset, cut) = builder.split(&mut ids);
-    let new_leaf = |ids: &[u32]| {
-        let (block, mut leaf) = store.allocate(PageKind::Leaf);
-        LeafPageHeader {
-            count: ids.len() as u16,
-            ..LeafPageHeader::default()
-        }
-        .write(&mut leaf);
-        for (k, &i) in ids.iter().enumerate() {
-            write_leaf_entry(&mut leaf, k, &entries[i as usize], coded.code(i));
-        }
-        (block, leaf)
-    };
+    let new_leaf = |ids: &[u32]| write_new_leaf(store, ids.iter().map(|&i| (entries[i as usize], coded.code(i))));
     // Both new leaves stay locked until the split node is written, so the
     // glue can log the three pages as one change.
     let (left, _left_page) = new_leaf(&ids[..cut]);

@@ -118,26 +118,20 @@ fn iterates_every_item_once_in_ascending_batches() {
     }
 }
 
+/// The first 10 results of a search whose search_k and rerank cover the
+/// whole index (at most 400 items): these must be the exact top 10.
+fn exhaustive_top10(store: &MemStore, q: &[f16]) -> Vec<usize> {
+    let params = SearchParams { search_k: 10_000, rerank: 400 };
+    search(store, q, params, 10).iter().map(|(t, _)| index_of(*t)).collect()
+}
+
 #[test]
 fn first_results_match_brute_force_on_small_index() {
     let mut gen = Clustered::new(5, 8);
     let data = gen.items(400);
     let (store, _) = build_index(&data, Metric::L2, small_options());
     let q = &gen.queries(1)[0];
-    // search_k covers the whole index: the first results are exact.
-    let found: Vec<usize> = search(
-        &store,
-        q,
-        SearchParams {
-            search_k: 10_000,
-            rerank: 400,
-        },
-        10,
-    )
-    .iter()
-    .map(|(t, _)| index_of(*t))
-    .collect();
-    assert_eq!(found, brute_force(Metric::L2, &data, q, 10));
+    assert_eq!(exhaustive_top10(&store, q), brute_force(Metric::L2, &data, q, 10));
 }
 
 #[test]
@@ -379,19 +373,7 @@ fn inserts_into_empty_index_split_leaves() {
     assert!(report.leaf_pages > 3 * 4, "{report:?}");
     assert_eq!(all_results(&store, &data[0]).len(), 400);
     let q = &gen.queries(1)[0];
-    let found: Vec<usize> = search(
-        &store,
-        q,
-        SearchParams {
-            search_k: 10_000,
-            rerank: 400,
-        },
-        10,
-    )
-    .iter()
-    .map(|(t, _)| index_of(*t))
-    .collect();
-    assert_eq!(found, brute_force(Metric::L2, &data, q, 10));
+    assert_eq!(exhaustive_top10(&store, q), brute_force(Metric::L2, &data, q, 10));
 }
 
 #[test]
