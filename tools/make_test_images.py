@@ -44,6 +44,7 @@ print(f"derived test images written to {out}")
 # structure, for recall tests of the index on what image_embedding makes.
 rng = __import__("random").Random(1234)
 originals = sorted(p for p in photos.iterdir() if p.suffix in (".png", ".jpg"))
+(out / "aug").mkdir(exist_ok=True)
 for path in originals:
     base = Image.open(path).convert("RGB")
     base.thumbnail((384, 384))
@@ -57,5 +58,5 @@ for path in originals:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
         image = image.rotate(rng.uniform(-8, 8), resample=Image.BILINEAR)
         image = image.point(lambda v, gain=rng.uniform(0.8, 1.2): min(255, int(v * gain)))
-        image.save(out / f"aug_{path.stem}_{k:02d}.jpg", quality=rng.randint(40, 90))
-print(f"{12 * len(originals)} augmented copies written to {out}")
+        image.save(out / "aug" / f"aug_{path.stem}_{k:02d}.jpg", quality=rng.randint(40, 90))
+print(f"{12 * len(originals)} augmented copies written to {out / 'aug'}")

@@ -1,6 +1,11 @@
 -- Filtered queries never come back short: the annoy scan keeps widening
 -- while the executor asks for rows; annoy.max_scan_items bounds that work.
+-- Each test runs in its own schema of the shared regression database.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS imgsim;
+CREATE SCHEMA annoy_filtered;
+SET search_path = annoy_filtered, public;
+RESET client_min_messages;
 SELECT setseed(0.7);
 CREATE TABLE centres AS
 SELECT c, array_agg((random() * 2 - 1)::real) AS x FROM generate_series(1, 30) c, generate_series(1, 2048) d GROUP BY c;
@@ -38,3 +43,6 @@ SELECT count(*) AS rows_at_bound FROM (
 SELECT count(*) AS unfiltered_rows_at_bound FROM (SELECT id FROM items ORDER BY emb <-> (SELECT q FROM query) LIMIT 150) s;
 RESET annoy.max_scan_items;
 SELECT count(*) AS unfiltered_rows FROM (SELECT id FROM items ORDER BY emb <-> (SELECT q FROM query) LIMIT 150) s;
+
+SET client_min_messages = warning;
+DROP SCHEMA annoy_filtered CASCADE;

@@ -1,6 +1,11 @@
 -- The annoy index on vector2048: plans, recall against brute force, exact
 -- order, every opclass, edge cases, options and errors.
+-- Each test runs in its own schema of the shared regression database.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS imgsim;
+CREATE SCHEMA annoy_vector2048;
+SET search_path = annoy_vector2048, public;
+RESET client_min_messages;
 
 CREATE FUNCTION pg_temp.sqlstate_of(statement text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -104,3 +109,6 @@ SELECT pg_temp.sqlstate_of($$SELECT * FROM annoy_index_check('items_pkey')$$) AS
 SET maintenance_work_mem = '1MB';
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb)$$) AS too_little_memory;
 RESET maintenance_work_mem;
+
+SET client_min_messages = warning;
+DROP SCHEMA annoy_vector2048 CASCADE;

@@ -1,6 +1,11 @@
 -- image_embedding(bytea): real photos (scikit-image's CC0 samples) through
 -- the bundled EfficientNet-Lite0, and every error path by SQLSTATE.
+-- Each test runs in its own schema of the shared regression database.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS imgsim;
+CREATE SCHEMA image_embedding;
+SET search_path = image_embedding, public;
+RESET client_min_messages;
 \getenv photos IMGSIM_TEST_PHOTOS
 
 -- SQLSTATE only: messages of the image decoders are not ours to pin down.
@@ -52,6 +57,11 @@ SELECT pg_temp.sqlstate_of(format('SELECT image_embedding(pg_read_binary_file(%L
 SELECT image_embedding(NULL) IS NULL AS strict;
 SELECT vector_dims(image_embedding(image)) AS still_working FROM photos WHERE name = 'coffee.png';
 
+-- Long runs can be cancelled: statement_timeout stops a batch between images.
+SET statement_timeout = '300ms';
+SELECT count(image_embedding(image)) FROM photos, generate_series(1, 1000);
+RESET statement_timeout;
+
 -- A model whose descriptor is not 2048-d, or a missing manifest, is refused.
 SET imgsim.model = '/nonexistent/model.json';
 SELECT pg_temp.sqlstate_of($$SELECT image_embedding(image) FROM photos LIMIT 1$$) AS missing_manifest;
@@ -60,3 +70,6 @@ SELECT pg_temp.error_of($$SELECT image_embedding(image) FROM photos LIMIT 1$$) A
 RESET imgsim.model;
 SELECT vector_dims(image_embedding(image)) AS bundled_model_again FROM photos WHERE name = 'coffee.png';
 SELECT provolatile, proisstrict, proparallel FROM pg_proc WHERE proname = 'image_embedding';
+
+SET client_min_messages = warning;
+DROP SCHEMA image_embedding CASCADE;

@@ -1,6 +1,11 @@
 -- The vector2048 type: I/O, casts, distances compared with an exact
 -- computation in SQL, and every error path by SQLSTATE.
+-- Each test runs in its own schema of the shared regression database.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS imgsim;
+CREATE SCHEMA vector2048;
+SET search_path = vector2048, public;
+RESET client_min_messages;
 SET extra_float_digits = 0;
 
 -- Runs a statement and returns its SQLSTATE, message and detail, or 'no error'.
@@ -117,3 +122,6 @@ WHERE proname IN ('l2_distance', 'cosine_distance', 'inner_product', 'vector_dim
                   'vector2048_in', 'vector2048_out', 'vector2048_send', 'vector2048_recv')
 ORDER BY proname;
 SELECT typlen, typbyval, typalign, typstorage FROM pg_type WHERE typname = 'vector2048';
+
+SET client_min_messages = warning;
+DROP SCHEMA vector2048 CASCADE;
