@@ -16,9 +16,10 @@ QUERY_PHOTO="$STATE_DIR/demo-query.jpg"
 
 begin "demo cluster on port $DEMO_PORT ($DEMO_PGDATA)"
 cluster_start "$DEMO_PGDATA" "$DEMO_PORT"
-"${PSQL[@]}" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DEMO_DB'" | grep -q 1 \
-    || "${PSQL[@]}" -d postgres -c "CREATE DATABASE $DEMO_DB"
-"${PSQL[@]}" -d "$DEMO_DB" -c "CREATE EXTENSION IF NOT EXISTS imgsim"
+# The demo database is made afresh on every run, so it always has the
+# extension as just built (its version number does not change between builds).
+"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DEMO_DB" -c "CREATE DATABASE $DEMO_DB"
+"${PSQL[@]}" -d "$DEMO_DB" -c "CREATE EXTENSION imgsim"
 
 begin "load the sample photos (embedded by image_embedding in the server)"
 "$IMGSIM_CLI" load --db "$DSN" --table photos "$PHOTOS_DIR"
