@@ -2,6 +2,9 @@
 -- session. Expects tables items(id, emb) and queries(id, emb); psql variables
 -- :sweep (a SQL array of search_k values) and :runs.
 \set ON_ERROR_STOP 1
+-- enable_seqscan/enable_indexscan toggles make plan costs huge, which would
+-- switch on JIT compilation (~100 ms a query) for both methods.
+SET jit = off;
 \pset footer off
 
 -- Exact top 10 by seq scan + sort, timed.
@@ -17,7 +20,9 @@ BEGIN
     PERFORM set_config('enable_indexscan', use_index::text, true);
     PERFORM set_config('enable_seqscan', (NOT use_index)::text, true);
     FOR q IN SELECT id, emb FROM queries ORDER BY id LOOP
-        got := array(SELECT id FROM items ORDER BY emb <-> q.emb LIMIT 10);
+        -- EXECUTE plans each query afresh: a cached plan would keep the
+        -- seq scan of the exact run (GUC changes do not invalidate it).
+        EXECUTE 'SELECT array(SELECT id FROM items ORDER BY emb <-> $1 LIMIT 10)' INTO got USING q.emb;
         IF store_exact THEN
             INSERT INTO exact VALUES (q.id, got);
         ELSE

@@ -13,6 +13,7 @@ WORK=$(mktemp -d); chmod 755 "$WORK"
 on_exit "rm -rf '$WORK'"
 
 begin "bench cluster on port $PORT"
+cluster_stop "$PGDATA_BENCH"   # restart so this run's settings apply
 cluster_start "$PGDATA_BENCH" "$PORT" shared_buffers=6GB maintenance_work_mem=2GB max_wal_size=8GB
 psql -X -h /tmp -p "$PORT" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS imgsim_bench" -c "CREATE DATABASE imgsim_bench"
 "${PSQL[@]}" -c "CREATE EXTENSION imgsim"

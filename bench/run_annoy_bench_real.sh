@@ -17,6 +17,7 @@ as_root rm -rf "$SET_DIR"
 as_root chmod -R a+rX "$SET_DIR"
 
 begin "bench cluster on port $PORT"
+cluster_stop "$PGDATA_BENCH"   # restart so this run's settings apply
 cluster_start "$PGDATA_BENCH" "$PORT" shared_buffers=6GB maintenance_work_mem=2GB max_wal_size=8GB
 psql -X -q -h /tmp -p "$PORT" -U postgres -d postgres -c "DROP DATABASE IF EXISTS imgsim_bench_real" -c "CREATE DATABASE imgsim_bench_real"
 "${PSQL[@]}" -c "CREATE EXTENSION imgsim" -c "CREATE TABLE items (id bigint, emb vector2048)" -c "CREATE TABLE queries (id bigint, emb vector2048)"

@@ -20,6 +20,7 @@ count=$(ls "$IMAGES" | wc -l)
 echo "$count images"
 
 begin "bench cluster on port $PORT"
+cluster_stop "$PGDATA_BENCH"   # restart so this run's settings apply
 cluster_start "$PGDATA_BENCH" "$PORT" shared_buffers=1GB
 psql -X -q -h /tmp -p "$PORT" -U postgres -d postgres -c "DROP DATABASE IF EXISTS imgsim_bench" -c "CREATE DATABASE imgsim_bench"
 "${PSQL[@]}" -c "CREATE EXTENSION imgsim" \

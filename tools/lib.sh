@@ -46,7 +46,9 @@ cluster_start() {
     if ! as_postgres "$PG_BIN/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
         local opts="-p $port -c listen_addresses=localhost -c unix_socket_directories=/tmp"
         for o in "$@"; do opts="$opts -c $o"; done
-        as_postgres "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -o "$opts" -w start >/dev/null
+        # RUST_BACKTRACE in the server's environment would append Rust
+        # backtraces to the DETAIL of errors; users' servers do not have it.
+        as_postgres env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -o "$opts" -w start >/dev/null
     fi
 }
 
