@@ -98,6 +98,15 @@ FROM (SELECT id, emb FROM edge ORDER BY emb <-> array_fill(0.5::real, ARRAY[2048
 SELECT id FROM edge ORDER BY emb <-> array_fill(2::real, ARRAY[2048])::vector2048 LIMIT 1;
 RESET enable_seqscan;
 
+-- An unlogged table's index (ambuildempty writes its init fork) works like any other.
+CREATE UNLOGGED TABLE scratch AS SELECT id, emb FROM items WHERE id <= 300;
+CREATE INDEX scratch_idx ON scratch USING annoy (emb) WITH (trees = 2);
+INSERT INTO scratch SELECT id, emb FROM items WHERE id BETWEEN 301 AND 400;
+SET enable_seqscan = off;
+SELECT live_items FROM annoy_index_check('scratch_idx');
+SELECT bool_and(s.id = (SELECT id FROM scratch ORDER BY emb <-> s.emb LIMIT 1)) AS each_row_finds_itself FROM scratch s;
+RESET enable_seqscan;
+
 -- Options are checked; scans need ORDER BY; only annoy indexes are checked.
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (trees = 0)$$) AS zero_trees;
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (trees = 65)$$) AS too_many_trees;
