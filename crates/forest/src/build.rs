@@ -188,13 +188,7 @@ impl<'s, S: PageStore> Builder<'s, S> {
             });
         }
         let norm_sq = imgsim_kernels::norm_squared(vector);
-        let header = ItemRecordHeader {
-            tid: tid.to_bytes(),
-            flags: 0,
-            norm_sq,
-            reserved: 0,
-        };
-        self.locs.push(self.appender.append(header, vector));
+        self.locs.push(self.appender.append(ItemRecordHeader::live(tid, norm_sq), vector));
         let d = self.space.reduced_dims;
         self.reduced.resize(self.reduced.len() + d, f16::ZERO);
         let at = self.reduced.len() - d;

@@ -204,6 +204,18 @@ pod_struct! {
     size = 16;
 }
 
+impl ItemRecordHeader {
+    /// The header of a newly stored, live item.
+    pub fn live(tid: crate::Tid, norm_sq: f32) -> Self {
+        ItemRecordHeader {
+            tid: tid.to_bytes(),
+            flags: 0,
+            norm_sq,
+            reserved: 0,
+        }
+    }
+}
+
 pub const ITEM_RECORD_BYTES: usize = ItemRecordHeader::SIZE + VECTOR_BYTES;
 
 pod_struct! {

@@ -23,12 +23,7 @@ use crate::{Corruption, Tid};
 pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), Corruption> {
     assert_eq!(vector.len(), DIMS, "vector must have {DIMS} dimensions");
     let norm_sq = imgsim_kernels::norm_squared(vector);
-    let record = ItemRecordHeader {
-        tid: tid.to_bytes(),
-        flags: 0,
-        norm_sq,
-        reserved: 0,
-    };
+    let record = ItemRecordHeader::live(tid, norm_sq);
 
     let mut meta_page = store.write(META_BLOCK);
     let mut meta = Meta::parse(store, &meta_page)?;
