@@ -44,5 +44,12 @@ SELECT count(*) AS unfiltered_rows_at_bound FROM (SELECT id FROM items ORDER BY 
 RESET annoy.max_scan_items;
 SELECT count(*) AS unfiltered_rows FROM (SELECT id FROM items ORDER BY emb <-> (SELECT q FROM query) LIMIT 150) s;
 
+-- REINDEX and REINDEX CONCURRENTLY rebuild the index, which still serves the query.
+REINDEX INDEX items_annoy;
+SELECT live_items FROM annoy_index_check('items_annoy');
+REINDEX INDEX CONCURRENTLY items_annoy;
+SELECT live_items FROM annoy_index_check('items_annoy');
+SELECT count(*) AS rows FROM (SELECT id FROM items WHERE category = 7 ORDER BY emb <-> (SELECT q FROM query) LIMIT 10) s;
+
 SET client_min_messages = warning;
 DROP SCHEMA annoy_filtered CASCADE;
