@@ -76,6 +76,7 @@ run_suite "command-line loader, search and HTML page" env IMGSIM_CLI="$IMGSIM_CL
     IMGSIM_TEST_PHOTOS="$SERVER_PHOTOS" IMGSIM_PYTHON="$VENV/bin/python" bash "$REPO_ROOT/tests/cli/test_cli.sh"
 run_suite "crash recovery: kill -9 during inserts" bash "$REPO_ROOT/tests/tap/crash_recovery.sh"
 run_suite "streaming replica answers like the primary" bash "$REPO_ROOT/tests/tap/replica.sh"
+run_suite "concurrent inserts, deletes, queries and VACUUM" bash "$REPO_ROOT/tests/tap/concurrency.sh"
 
 CURRENT_STEP="summary"
 echo
