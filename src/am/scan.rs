@@ -7,7 +7,7 @@ use half::f16;
 use imgsim_forest::Searcher;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode;
+use pgrx::{PgMemoryContexts, PgSqlErrorCode};
 
 use super::page::{Logging, PgStore};
 use super::{item_pointer_from_tid, options, raise_corruption, relation_name};
@@ -46,7 +46,9 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             returned: 0,
             max_scan_items: None,
         };
-        (*scan).opaque = Box::into_raw(Box::new(state)).cast();
+        // Owned by the scan's memory context: freed when the context goes,
+        // also when the query ends in an ERROR and amendscan never runs.
+        (*scan).opaque = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
         scan
     }
 }
@@ -132,12 +134,10 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
 
 #[pg_guard]
 pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
-    // SAFETY: opaque was set by ambeginscan from a Box.
+    // SAFETY: opaque was set by ambeginscan; the state itself is freed with
+    // the scan's memory context, the searcher's memory is released now.
     unsafe {
-        let scan = &mut *scan;
-        if !scan.opaque.is_null() {
-            drop(Box::from_raw(scan.opaque.cast::<ScanState>()));
-            scan.opaque = std::ptr::null_mut();
-        }
+        let state = &mut *(*scan).opaque.cast::<ScanState>();
+        state.searcher = None;
     }
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Writes into an annoy-indexed table: inserts/s with and without the index,
+# recall after inserting 50% more rows than the build saw (vs a fresh build
+# on the same rows), and index size after an update-heavy run (vs fresh).
+#
+# usage: bench/run_write_bench.sh [BUILD_ROWS=20000] [QUERIES=30]
+source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
+N=${1:-20000}; QUERIES=${2:-30}
+EXTRA=$((N / 2))
+PGDATA_BENCH=/var/tmp/imgsim/bench-pgdata
+PORT=55434
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p "$PORT" -U postgres -d imgsim_bench_write)
+WORK=$(mktemp -d); chmod 755 "$WORK"
+on_exit "rm -rf '$WORK'"
+
+begin "bench cluster on port $PORT"
+cluster_stop "$PGDATA_BENCH"
+cluster_start "$PGDATA_BENCH" "$PORT" shared_buffers=4GB maintenance_work_mem=1GB max_wal_size=8GB
+psql -X -q -h /tmp -p "$PORT" -U postgres -d postgres -c "DROP DATABASE IF EXISTS imgsim_bench_write" -c "CREATE DATABASE imgsim_bench_write"
+
+begin "data: $N + $EXTRA clustered vectors, $QUERIES queries"
+"$VENV/bin/python" "$REPO_ROOT/bench/gen_vectors.py" $((N + EXTRA)) "$QUERIES" "$WORK/all.bin" "$WORK/queries.bin"
+chmod 644 "$WORK"/*.bin
+"${PSQL[@]}" -c "CREATE EXTENSION imgsim" -c "CREATE TABLE source (id bigint, emb vector2048)" \
+    -c "CREATE TABLE queries (id bigint, emb vector2048)" \
+    -c "\\copy source FROM '$WORK/all.bin' WITH (FORMAT binary)" -c "\\copy queries FROM '$WORK/queries.bin' WITH (FORMAT binary)"
+"${PSQL[@]}" -c "CREATE INDEX ON source (id)" -c "ANALYZE source"
+
+begin "inserts/s: $EXTRA single-row inserts into a plain table and an indexed one"
+"${PSQL[@]}" -c "CREATE TABLE plain (id bigint, emb vector2048)" \
+    -c "CREATE TABLE items AS SELECT * FROM source WHERE id <= $N" \
+    -c "CREATE INDEX items_annoy ON items USING annoy (emb)"
+"${PSQL[@]}" -tA <<SQL
+CREATE FUNCTION insert_rows(target text) RETURNS float8 LANGUAGE plpgsql AS \$\$
+DECLARE started timestamptz := clock_timestamp(); r record;
+BEGIN
+    FOR r IN SELECT id, emb FROM source WHERE id > $N ORDER BY id LOOP
+        EXECUTE format('INSERT INTO %I VALUES (\$1, \$2)', target) USING r.id, r.emb;
+    END LOOP;
+    RETURN $EXTRA / extract(epoch FROM clock_timestamp() - started);
+END \$\$;
+SELECT 'plain table: ' || round(insert_rows('plain')::numeric, 1) || ' inserts/s';
+SELECT 'annoy-indexed table: ' || round(insert_rows('items')::numeric, 1) || ' inserts/s';
+SQL
+
+begin "recall after inserting 50% more rows than the build saw, vs a fresh build"
+"${PSQL[@]}" -c "ALTER TABLE items RENAME TO items_grown" -c "CREATE TABLE items AS SELECT * FROM items_grown" \
+    -c "CREATE INDEX items_fresh ON items USING annoy (emb)" \
+    -c "SELECT pg_size_pretty(pg_relation_size('items_annoy')) AS grown_index, pg_size_pretty(pg_relation_size('items_fresh')) AS fresh_index"
+echo "fresh build:"
+"${PSQL[@]}" -c "SET imgsim_bench.runs = 1" -c "SET imgsim_bench.sweep = '{1500,6000}'" -f "$REPO_ROOT/bench/annoy_bench.sql" | tail -4
+echo "built on $N rows, then $EXTRA inserted:"
+"${PSQL[@]}" -c "DROP TABLE items" -c "ALTER TABLE items_grown RENAME TO items" \
+    -c "SET imgsim_bench.runs = 1" -c "SET imgsim_bench.sweep = '{1500,6000}'" -f "$REPO_ROOT/bench/annoy_bench.sql" | tail -3
+
+begin "index size after an update-heavy run (3 rounds of updating every row's vector + VACUUM)"
+before=$("${PSQL[@]}" -tAc "SELECT pg_relation_size('items_annoy')")
+for round in 1 2 3; do
+    "${PSQL[@]}" -c "UPDATE items SET emb = (SELECT emb FROM source s WHERE s.id = (items.id * 7 + $round) % $((N + EXTRA)) + 1)" -c "VACUUM items"
+done
+after=$("${PSQL[@]}" -tAc "SELECT pg_relation_size('items_annoy')")
+"${PSQL[@]}" -c "CREATE INDEX items_rebuilt ON items USING annoy (emb)"
+fresh=$("${PSQL[@]}" -tAc "SELECT pg_relation_size('items_rebuilt')")
+echo "index before: $((before / 1048576)) MB, after 3 update rounds: $((after / 1048576)) MB, fresh build on the same rows: $((fresh / 1048576)) MB"
+CURRENT_STEP=done
