@@ -8,8 +8,9 @@ use super::page::{Logging, PgStore};
 use super::{raise_corruption, relation_name};
 use crate::error::UserError;
 
-/// Verifies page kinds and magic, the metapage, and that every tree reaches
-/// every live item exactly once. Returns a summary or raises XX002.
+/// Verifies page kinds and magic, the metapage, the free list, and that
+/// every tree reaches every live item exactly once. Returns a summary or
+/// raises XX002.
 #[pg_extern(strict, parallel_safe)]
 #[allow(clippy::type_complexity)]
 fn annoy_index_check(
@@ -20,6 +21,7 @@ fn annoy_index_check(
         name!(items, i64),
         name!(live_items, i64),
         name!(deleted_items, i64),
+        name!(free_items, i64),
         name!(trees, i32),
         name!(item_pages, i32),
         name!(split_pages, i32),
@@ -47,6 +49,7 @@ fn annoy_index_check(
         report.items as i64,
         report.live_items as i64,
         report.deleted_items as i64,
+        report.free_items as i64,
         report.trees as i32,
         report.item_pages as i32,
         report.split_pages as i32,

@@ -6,13 +6,25 @@
 //! `pd_lower = pd_upper = pd_special`: the whole body is data (no hole), so
 //! GenericXLog's delta and full-page images cover all of it.
 //!
-//! Writes go through [`PageWrite`], an RAII guard: in [`Logging::Generic`]
-//! mode it starts a GenericXLog record on the buffer, finishes it when the
-//! guard drops, and aborts it if the guard drops during a panic (a Postgres
-//! ERROR unwinding through Rust). A bulk build uses [`Logging::BulkBuild`]:
-//! pages are only marked dirty, and the build WAL-logs the whole relation
-//! with `log_newpage_range` at the end.
+//! Writes go through [`PageWrite`], an RAII guard over a GenericXLog record
+//! ([`Logging::Generic`]):
+//! * Guards of existing pages (`write`) that are held at the same time form
+//!   one record, so a change that spans pages (the metapage and an item page,
+//!   a record that continues on the next page) replays all or nothing. The
+//!   record is finished, and the pages unlocked, when the last of those
+//!   guards drops; a page stays locked until then even if its own guard has
+//!   dropped.
+//! * A new page (`allocate`) is its own record with a full-page image,
+//!   finished when its guard drops. The core fills a new page and drops its
+//!   guard before the page that links to it, so the new page reaches the WAL
+//!   first, and a crash in between leaves at worst an unreachable page.
+//!
+//! Any guard dropping during a panic (a Postgres ERROR unwinding through
+//! Rust) aborts its record: nothing of the change is applied. A bulk build
+//! uses [`Logging::BulkBuild`]: pages are only marked dirty, and the build
+//! WAL-logs the whole relation with `log_newpage_range` at the end.
 
+use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
 use imgsim_forest::{PageKind, PageStore};
@@ -50,19 +62,33 @@ pub struct PgStore {
     index: pg_sys::Relation,
     fork: pg_sys::ForkNumber::Type,
     logging: Logging,
+    group: RefCell<Option<WriteGroup>>,
+}
+
+/// The GenericXLog record shared by the write guards of existing pages that
+/// are held at the same time (see the module docs).
+struct WriteGroup {
+    /// `None` once aborted by a panic.
+    state: Option<*mut pg_sys::GenericXLogState>,
+    /// Locked buffers, released when the record is finished or aborted.
+    buffers: Vec<pg_sys::Buffer>,
+    /// Guards of the group not yet dropped.
+    open_guards: usize,
 }
 
 impl PgStore {
     /// # Safety
     /// `index` must be an open, locked annoy index relation that outlives the store.
     pub unsafe fn new(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type, logging: Logging) -> Self {
-        PgStore { index, fork, logging }
+        PgStore { index, fork, logging, group: RefCell::new(None) }
     }
 
+    /// Pins block `blk`. A page of the open write group is still locked by
+    /// us, so locking it again would hang: that is a bug in the core.
     fn read_buffer(&self, blk: u32) -> pg_sys::Buffer {
         // SAFETY: the relation is open (constructor contract); Postgres
         // raises an ERROR for a block beyond the end.
-        unsafe {
+        let buffer = unsafe {
             pg_sys::ReadBufferExtended(
                 self.index,
                 self.fork,
@@ -70,7 +96,13 @@ impl PgStore {
                 pg_sys::ReadBufferMode::RBM_NORMAL,
                 std::ptr::null_mut(),
             )
+        };
+        if self.group.borrow().as_ref().is_some_and(|g| g.buffers.contains(&buffer)) {
+            // SAFETY: we pinned it just above.
+            unsafe { pg_sys::ReleaseBuffer(buffer) };
+            panic!("annoy: block {blk} accessed again within one change");
         }
+        buffer
     }
 }
 
@@ -109,39 +141,59 @@ impl Drop for PageRead {
     }
 }
 
+/// How a [`PageWrite`] reaches the WAL.
+enum WriteLog {
+    /// Part of the store's write group.
+    Group,
+    /// A record of its own (a new page).
+    Own(*mut pg_sys::GenericXLogState),
+    /// Marked dirty only (bulk build).
+    Unlogged,
+}
+
 /// An exclusively locked page being changed; see the module docs.
-pub struct PageWrite {
+pub struct PageWrite<'s> {
+    store: &'s PgStore,
     buffer: pg_sys::Buffer,
-    xlog: Option<*mut pg_sys::GenericXLogState>,
+    log: WriteLog,
     body: &'static mut [u8],
 }
 
-impl Deref for PageWrite {
+impl Deref for PageWrite<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         self.body
     }
 }
 
-impl DerefMut for PageWrite {
+impl DerefMut for PageWrite<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         self.body
     }
 }
 
-impl Drop for PageWrite {
+impl Drop for PageWrite<'_> {
     fn drop(&mut self) {
-        // SAFETY: we hold a pin and an exclusive lock on this buffer, and the
-        // GenericXLog state (if any) was started on it.
+        let panicking = std::thread::panicking();
+        // SAFETY: we hold a pin and an exclusive lock on this buffer (group
+        // buffers: until the group ends), and each GenericXLog state was
+        // started on its buffers and is finished or aborted exactly once.
         unsafe {
-            match self.xlog {
-                Some(state) if std::thread::panicking() => pg_sys::GenericXLogAbort(state),
-                Some(state) => {
-                    pg_sys::GenericXLogFinish(state);
+            match self.log {
+                WriteLog::Unlogged => {
+                    pg_sys::MarkBufferDirty(self.buffer);
+                    pg_sys::UnlockReleaseBuffer(self.buffer);
                 }
-                None => pg_sys::MarkBufferDirty(self.buffer),
+                WriteLog::Own(state) => {
+                    if panicking {
+                        pg_sys::GenericXLogAbort(state);
+                    } else {
+                        pg_sys::GenericXLogFinish(state);
+                    }
+                    pg_sys::UnlockReleaseBuffer(self.buffer);
+                }
+                WriteLog::Group => self.store.leave_group(panicking),
             }
-            pg_sys::UnlockReleaseBuffer(self.buffer);
         }
     }
 }
@@ -149,24 +201,79 @@ impl Drop for PageWrite {
 impl PgStore {
     /// Lock `buffer` exclusively and open it for writing; `new_page` pages
     /// get initialised (header, special area) and a full-page image.
-    fn begin_write(&self, buffer: pg_sys::Buffer, new_page: Option<PageKind>) -> PageWrite {
+    fn begin_write(&self, buffer: pg_sys::Buffer, new_page: Option<PageKind>) -> PageWrite<'_> {
         // SAFETY: `buffer` is pinned by us; GenericXLog hands back a
         // private copy of the page that it applies on finish.
         unsafe {
             pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-            let (xlog, page) = match self.logging {
-                Logging::Generic => {
+            let (log, page) = match (self.logging, new_page) {
+                (Logging::BulkBuild, _) => (WriteLog::Unlogged, pg_sys::BufferGetPage(buffer)),
+                (Logging::Generic, Some(_)) => {
                     let state = pg_sys::GenericXLogStart(self.index);
-                    let flags = if new_page.is_some() { pg_sys::GENERIC_XLOG_FULL_IMAGE as i32 } else { 0 };
-                    let page = pg_sys::GenericXLogRegisterBuffer(state, buffer, flags);
-                    (Some(state), page)
+                    let page = pg_sys::GenericXLogRegisterBuffer(state, buffer, pg_sys::GENERIC_XLOG_FULL_IMAGE as i32);
+                    (WriteLog::Own(state), page)
                 }
-                Logging::BulkBuild => (None, pg_sys::BufferGetPage(buffer)),
+                (Logging::Generic, None) => (WriteLog::Group, self.join_group(buffer)),
             };
             if let Some(kind) = new_page {
                 init_page(page, kind);
             }
-            PageWrite { buffer, xlog, body: page_body(page) }
+            PageWrite { store: self, buffer, log, body: page_body(page) }
+        }
+    }
+
+    /// Registers a locked buffer in the write group, starting the group's
+    /// record if none is open; returns the page copy to change.
+    ///
+    /// # Safety
+    /// `buffer` is pinned and exclusively locked by us.
+    unsafe fn join_group(&self, buffer: pg_sys::Buffer) -> pg_sys::Page {
+        let mut group = self.group.borrow_mut();
+        let group = group.get_or_insert_with(|| WriteGroup {
+            // SAFETY: the relation is open.
+            state: Some(unsafe { pg_sys::GenericXLogStart(self.index) }),
+            buffers: Vec::new(),
+            open_guards: 0,
+        });
+        let state = group.state.expect("write group aborted while in use");
+        // GenericXLog takes at most MAX_GENERIC_XLOG_PAGES; the core's
+        // changes span at most three existing pages.
+        assert!(
+            group.buffers.len() < pg_sys::MAX_GENERIC_XLOG_PAGES as usize,
+            "annoy: one change spans more pages than a WAL record can hold"
+        );
+        group.buffers.push(buffer);
+        group.open_guards += 1;
+        // SAFETY: the state is open; the buffer is locked (caller contract).
+        unsafe { pg_sys::GenericXLogRegisterBuffer(state, buffer, 0) }
+    }
+
+    /// A group guard dropped: finish (or on panic abort) the record when it
+    /// was the last one, then unlock and release the group's buffers.
+    fn leave_group(&self, panicking: bool) {
+        let mut slot = self.group.borrow_mut();
+        let group = slot.as_mut().expect("group guard without a group");
+        group.open_guards -= 1;
+        let last = group.open_guards == 0;
+        if !panicking && !last {
+            return;
+        }
+        // SAFETY: the state was started by join_group and is ended once
+        // (`take`); the buffers are pinned and locked by us.
+        unsafe {
+            if let Some(state) = group.state.take() {
+                if panicking {
+                    pg_sys::GenericXLogAbort(state);
+                } else {
+                    pg_sys::GenericXLogFinish(state);
+                }
+                for buffer in group.buffers.drain(..) {
+                    pg_sys::UnlockReleaseBuffer(buffer);
+                }
+            }
+        }
+        if last {
+            *slot = None;
         }
     }
 }
@@ -191,7 +298,7 @@ unsafe fn init_page(page: pg_sys::Page, kind: PageKind) {
 
 impl PageStore for PgStore {
     type Read<'a> = PageRead;
-    type Write<'a> = PageWrite;
+    type Write<'a> = PageWrite<'a>;
 
     fn body_size(&self) -> usize {
         BODY_SIZE
@@ -216,11 +323,11 @@ impl PageStore for PgStore {
         }
     }
 
-    fn write(&self, blk: u32) -> PageWrite {
+    fn write(&self, blk: u32) -> PageWrite<'_> {
         self.begin_write(self.read_buffer(blk), None)
     }
 
-    fn allocate(&self, kind: PageKind) -> (u32, PageWrite) {
+    fn allocate(&self, kind: PageKind) -> (u32, PageWrite<'_>) {
         // The extension lock keeps two backends from adding the same block.
         // SAFETY: the relation is open; P_NEW extends it by one page.
         let buffer = unsafe {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A streaming replica answers the same ORDER BY ... LIMIT queries with the
-# same rows as the primary after build, inserts, deletes and VACUUM (all
-# index changes reach it through WAL).
+# same rows as the primary after build, inserts, deletes and VACUUM, and
+# inserts that reuse freed records (all index changes reach it through WAL).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PRIMARY_PORT=55442
 STANDBY_PORT=55443
@@ -52,4 +52,11 @@ compare "after inserts"
 
 sql $PRIMARY_PORT -c "DELETE FROM t WHERE id % 3 = 0" -c "VACUUM t"
 compare "after deletes and VACUUM"
+
+# These inserts refill the records VACUUM freed (a change of the metapage and
+# one or two item pages in one WAL record).
+sql $PRIMARY_PORT -c "INSERT INTO t SELECT i, $(vector_sql i) FROM generate_series(1601, 1900) i"
+reused=$(sql $PRIMARY_PORT -c "SELECT items = 1600 AND free_items = 233 FROM annoy_index_check('t_annoy')")
+ok "the inserts reused the freed records" test "$reused" = t
+compare "after inserts into freed records"
 finish_tap

@@ -15,6 +15,8 @@ pub struct CheckReport {
     pub items: u64,
     pub live_items: u64,
     pub deleted_items: u64,
+    /// Deleted items on the free list (the rest await the next VACUUM).
+    pub free_items: u64,
     pub trees: u32,
     pub item_pages: u32,
     pub split_pages: u32,
@@ -24,9 +26,10 @@ pub struct CheckReport {
     pub max_depth: u32,
 }
 
-/// Verifies the metapage, the item chain (record layout, stored norms), and
-/// that every tree reaches every live item exactly once with a code that
-/// matches the item's vector, and that every page is used exactly once.
+/// Verifies the metapage, the item chain (record layout, stored norms), the
+/// free list, that every tree reaches every live item exactly once with a
+/// code that matches the item's vector (and no freed item), and that every
+/// page is used exactly once.
 pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
     let meta = Meta::read(store)?;
     let h = meta.header;
@@ -60,6 +63,9 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
     let body = store.body_size();
     let td = meta.reduced_dims();
     let mut live: HashMap<ItemLoc, (Vec<u8>, f32, f32)> = HashMap::new();
+    // Deleted records not yet freed (leaves may still point at them), and free ones.
+    let mut unfreed: HashSet<ItemLoc> = HashSet::new();
+    let mut free: HashSet<ItemLoc> = HashSet::new();
     let mut vector = vec![f16::ZERO; DIMS];
     let mut reduced = vec![f16::ZERO; meta.space.reduced_dims];
     let mut block = h.item_head;
@@ -91,10 +97,10 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
                 offset: offset as u16,
             };
             let record = read_item(store, loc, &mut vector)?;
-            if record.flags & !ITEM_DELETED != 0 {
+            if ![0, ITEM_DELETED, ITEM_DELETED | ITEM_FREE].contains(&record.flags) {
                 return Err(Corruption::new(
                     block,
-                    format!("item at {offset}: unknown flags {:#x}", record.flags),
+                    format!("item at {offset}: bad flags {:#x}", record.flags),
                 ));
             }
             let norm_sq = imgsim_kernels::norm_squared(&vector);
@@ -108,8 +114,12 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
                 ));
             }
             report.items += 1;
-            if record.flags & ITEM_DELETED != 0 {
+            if record.flags & ITEM_FREE != 0 {
                 report.deleted_items += 1;
+                free.insert(loc);
+            } else if record.flags & ITEM_DELETED != 0 {
+                report.deleted_items += 1;
+                unfreed.insert(loc);
             } else {
                 meta.space
                     .reduce_item(&vector, record.norm_sq, &mut reduced);
@@ -150,6 +160,36 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
             format!(
                 "metapage counts {} items ({} live), chain holds {} ({} live)",
                 h.item_count, h.live_count, report.items, report.live_items
+            ),
+        ));
+    }
+
+    // Free list: exactly the free records, each once.
+    let mut listed = 0u64;
+    let mut at = (h.free_block, h.free_offset);
+    while at.0 != 0 {
+        let loc = ItemLoc {
+            block: at.0,
+            offset: at.1,
+        };
+        if !free.remove(&loc) {
+            return Err(Corruption::new(
+                loc.block,
+                format!("free list reaches item offset {}, not a free record (or twice)", loc.offset),
+            ));
+        }
+        listed += 1;
+        let page = store.read(loc.block);
+        at = ItemRecordHeader::read(&page[loc.offset as usize..]).free_link();
+    }
+    report.free_items = listed;
+    if !free.is_empty() || listed != h.free_count {
+        return Err(Corruption::new(
+            META_BLOCK,
+            format!(
+                "free list holds {listed} records, metapage counts {}, {} free records not on it",
+                h.free_count,
+                free.len()
             ),
         ));
     }
@@ -236,6 +276,9 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
                         let bad = |d: &str| {
                             Corruption::new(node.block, format!("tree {t}, leaf entry {k}: {d}"))
                         };
+                        if unfreed.contains(&loc) {
+                            continue; // VACUUM removes it before freeing the record
+                        }
                         let (code, scale, code_norm_sq) =
                             live.get(&loc).ok_or_else(|| bad("no live item there"))?;
                         if !reached.insert(loc) {

@@ -14,7 +14,10 @@
 //!   ([`ItemRecordHeader`] + 2048 f16) packed back to back. Two records do not
 //!   fit in one body, so a record's vector may continue at the start of the
 //!   next page of the item chain (`next`); the record header itself never
-//!   straddles. Every item is stored once, here.
+//!   straddles. Every item is stored once, here. VACUUM threads the records
+//!   of removed items onto a free list (head in the metapage, links in the
+//!   records' `tid` field) and inserts refill those slots before growing the
+//!   chain.
 //! * **Split**: [`SplitPageHeader`], then up to [`splits_per_page`] nodes of
 //!   [`SplitNodeHeader`] + normal (`reduced_dims` f32).
 //! * **Leaf**: one leaf per page: [`LeafPageHeader`], then entries of
@@ -27,7 +30,7 @@ use std::mem::size_of;
 /// Magic number at the start of the metapage body ("ANFR").
 pub const META_MAGIC: u32 = 0x414E_4652;
 /// Bumped on every incompatible change of any layout in this file.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Dimensions of every indexed vector.
 pub const DIMS: usize = 2048;
 /// Bytes of one stored full vector.
@@ -155,19 +158,24 @@ pod_struct! {
         pub leaf_size: u32,
         pub rotation_rounds: u32,
         pub seed: u64,
-        /// Item records ever written (live and deleted).
+        /// Item record slots in the chain (live, deleted and free).
         pub item_count: u64,
         /// Item records not marked deleted.
         pub live_count: u64,
+        /// Item records on the free list.
+        pub free_count: u64,
         /// First and last page of the item chain (0 = none).
         pub item_head: u32,
         pub item_tail: u32,
         /// Bytes of the tail page body in use (header included).
         pub item_tail_used: u32,
-        /// Head of the free-page list, for page reuse after VACUUM (0 = none).
-        pub free_head: u32,
+        /// First record of the free list (block 0 = empty list).
+        pub free_block: u32,
+        pub free_offset: u16,
+        pub reserved0: u16,
+        pub reserved1: u32,
     }
-    size = 72;
+    size = 88;
 }
 
 pub const META_ROOTS_OFFSET: usize = MetaHeader::SIZE;
@@ -188,8 +196,13 @@ pod_struct! {
     size = 8;
 }
 
-/// Item record flag: removed by VACUUM; the slot may be reused.
+/// Item record flag: the heap row is gone (VACUUM); scans skip the record.
+/// Leaf entries may still point at it until VACUUM has removed them.
 pub const ITEM_DELETED: u16 = 1;
+/// Item record flag (always with [`ITEM_DELETED`]): no leaf entry points at
+/// the record any more and it is on the free list, its `tid` field holding
+/// the next free record's location (see [`ItemRecordHeader::free`]).
+pub const ITEM_FREE: u16 = 2;
 
 pod_struct! {
     /// Header of an item record; the 2048 f16 of the vector follow.
@@ -213,6 +226,25 @@ impl ItemRecordHeader {
             norm_sq,
             reserved: 0,
         }
+    }
+
+    /// This record put on the free list in front of `next` (block 0 = end).
+    pub fn free(self, next_block: u32, next_offset: u16) -> Self {
+        let link = crate::Tid {
+            block: next_block,
+            offset: next_offset,
+        };
+        ItemRecordHeader {
+            tid: link.to_bytes(),
+            flags: ITEM_DELETED | ITEM_FREE,
+            ..self
+        }
+    }
+
+    /// The next free record after this free one: `(block, offset)`.
+    pub fn free_link(&self) -> (u32, u16) {
+        let link = crate::Tid::from_bytes(self.tid);
+        (link.block, link.offset)
     }
 }
 
@@ -322,7 +354,7 @@ mod tests {
     #[test]
     fn sizes_and_round_trip() {
         assert_eq!(NodeRef::SIZE, 8);
-        assert_eq!(MetaHeader::SIZE, 72);
+        assert_eq!(MetaHeader::SIZE, 88);
         assert_eq!(ItemPageHeader::SIZE, 8);
         assert_eq!(ItemRecordHeader::SIZE, 16);
         assert_eq!(SplitPageHeader::SIZE, 8);

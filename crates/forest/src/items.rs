@@ -81,10 +81,7 @@ impl<'s, S: PageStore> ItemAppender<'s, S> {
         page_header.write(&mut page);
         self.used += ItemRecordHeader::SIZE;
 
-        let mut bytes = [0u8; VECTOR_BYTES];
-        for (b, v) in bytes.chunks_exact_mut(2).zip(vector) {
-            b.copy_from_slice(&v.to_le_bytes());
-        }
+        let bytes = vector_bytes(vector);
         let first = (body - self.used).min(VECTOR_BYTES);
         page[self.used..self.used + first].copy_from_slice(&bytes[..first]);
         self.used += first;
@@ -103,46 +100,117 @@ impl<'s, S: PageStore> ItemAppender<'s, S> {
     }
 }
 
+fn vector_bytes(vector: &[f16]) -> [u8; VECTOR_BYTES] {
+    let mut bytes = [0u8; VECTOR_BYTES];
+    for (b, v) in bytes.chunks_exact_mut(2).zip(vector) {
+        b.copy_from_slice(&v.to_le_bytes());
+    }
+    bytes
+}
+
+/// Checks that `loc` can hold a record header: an item page, offset in range.
+fn check_loc<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
+    let bad = |d: &str| Corruption::new(loc.block, format!("item at offset {}: {d}", loc.offset));
+    if loc.block == 0
+        || loc.block >= store.nblocks()
+        || store.kind(loc.block) != Some(PageKind::Item)
+    {
+        return Err(bad("not an item page"));
+    }
+    let offset = loc.offset as usize;
+    if offset < ItemPageHeader::SIZE || offset + ItemRecordHeader::SIZE > store.body_size() {
+        return Err(bad("offset out of range"));
+    }
+    Ok(())
+}
+
+/// The page a record's vector continues on, checked: `rest` bytes continue there.
+fn continuation<S: PageStore>(store: &S, loc: ItemLoc, next: u32) -> Result<(), Corruption> {
+    if next == 0 || next >= store.nblocks() || store.kind(next) != Some(PageKind::Item) {
+        return Err(Corruption::new(
+            loc.block,
+            format!("item at offset {}: record continues past the end of the chain", loc.offset),
+        ));
+    }
+    Ok(())
+}
+
+fn continuation_mismatch(loc: ItemLoc, next: u32) -> Corruption {
+    Corruption::new(
+        next,
+        format!("item at offset {} of block {}: continuation length does not match", loc.offset, loc.block),
+    )
+}
+
 /// Reads a record: its header, and its vector into `vector` (2048 values).
+///
+/// A record that continues on the next page is read with both pages share
+/// locked (in chain order, as writers lock them), so a slot being refilled
+/// concurrently is never seen half old, half new.
 pub fn read_item<S: PageStore>(
     store: &S,
     loc: ItemLoc,
     vector: &mut [f16],
 ) -> Result<ItemRecordHeader, Corruption> {
+    check_loc(store, loc)?;
     let body = store.body_size();
-    let bad =
-        |block: u32, d: &str| Corruption::new(block, format!("item at offset {}: {d}", loc.offset));
     let offset = loc.offset as usize;
-    if loc.block == 0
-        || loc.block >= store.nblocks()
-        || store.kind(loc.block) != Some(PageKind::Item)
-    {
-        return Err(bad(loc.block, "not an item page"));
-    }
-    if offset < ItemPageHeader::SIZE || offset + ItemRecordHeader::SIZE > body {
-        return Err(bad(loc.block, "offset out of range"));
-    }
-    let (header, next, first) = {
-        let page = store.read(loc.block);
-        let header = ItemRecordHeader::read(&page[offset..]);
-        let start = offset + ItemRecordHeader::SIZE;
-        let first = (body - start).min(VECTOR_BYTES);
-        copy_f16s(&page[start..start + first], &mut vector[..first / 2]);
-        (header, ItemPageHeader::read(&page).next, first)
-    };
+    let page = store.read(loc.block);
+    let header = ItemRecordHeader::read(&page[offset..]);
+    let start = offset + ItemRecordHeader::SIZE;
+    let first = (body - start).min(VECTOR_BYTES);
+    copy_f16s(&page[start..start + first], &mut vector[..first / 2]);
     if first < VECTOR_BYTES {
         let rest = VECTOR_BYTES - first;
-        if next == 0 || next >= store.nblocks() || store.kind(next) != Some(PageKind::Item) {
-            return Err(bad(loc.block, "record continues past the end of the chain"));
-        }
-        let page = store.read(next);
-        if ItemPageHeader::read(&page).continued_bytes as usize != rest {
-            return Err(bad(next, "continuation length does not match"));
+        let next = ItemPageHeader::read(&page).next;
+        continuation(store, loc, next)?;
+        let next_page = store.read(next);
+        if ItemPageHeader::read(&next_page).continued_bytes as usize != rest {
+            return Err(continuation_mismatch(loc, next));
         }
         let start = ItemPageHeader::SIZE;
-        copy_f16s(&page[start..start + rest], &mut vector[first / 2..]);
+        copy_f16s(&next_page[start..start + rest], &mut vector[first / 2..]);
     }
     Ok(header)
+}
+
+/// Stores a live record in the free slot at `loc` and returns the free
+/// list's next link `(block, offset)`. The slot's page (and the next one if
+/// the vector continues there) are written in chain order; the caller holds
+/// the metapage, so with it they form one change.
+pub fn refill<S: PageStore>(
+    store: &S,
+    loc: ItemLoc,
+    header: ItemRecordHeader,
+    vector: &[f16],
+) -> Result<(u32, u16), Corruption> {
+    check_loc(store, loc)?;
+    let body = store.body_size();
+    let offset = loc.offset as usize;
+    let mut page = store.write(loc.block);
+    let old = ItemRecordHeader::read(&page[offset..]);
+    if old.flags != ITEM_DELETED | ITEM_FREE {
+        return Err(Corruption::new(
+            loc.block,
+            format!("free list points at item offset {offset}, which is not free"),
+        ));
+    }
+    let bytes = vector_bytes(vector);
+    let start = offset + ItemRecordHeader::SIZE;
+    let first = (body - start).min(VECTOR_BYTES);
+    if first < VECTOR_BYTES {
+        let rest = VECTOR_BYTES - first;
+        let next = ItemPageHeader::read(&page).next;
+        continuation(store, loc, next)?;
+        let mut next_page = store.write(next);
+        if ItemPageHeader::read(&next_page).continued_bytes as usize != rest {
+            return Err(continuation_mismatch(loc, next));
+        }
+        next_page[ItemPageHeader::SIZE..ItemPageHeader::SIZE + rest].copy_from_slice(&bytes[first..]);
+    }
+    header.write(&mut page[offset..]);
+    page[start..start + first].copy_from_slice(&bytes[..first]);
+    Ok(old.free_link())
 }
 
 fn copy_f16s(bytes: &[u8], out: &mut [f16]) {

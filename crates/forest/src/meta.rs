@@ -75,8 +75,14 @@ impl Meta {
                 h.leaf_size
             )));
         }
-        if h.live_count > h.item_count {
-            return Err(bad("more live items than items".into()));
+        if h.live_count > h.item_count || h.free_count > h.item_count - h.live_count {
+            return Err(bad(format!(
+                "counts of items {}, live {}, free {} do not add up",
+                h.item_count, h.live_count, h.free_count
+            )));
+        }
+        if (h.free_block == 0) != (h.free_count == 0) {
+            return Err(bad("free list head and free count disagree".into()));
         }
         let roots = (0..h.trees as usize)
             .map(|t| NodeRef::read(&page[META_ROOTS_OFFSET + t * NodeRef::SIZE..]))

@@ -1,10 +1,12 @@
 //! Changes after build: inserting items and VACUUM's bulk delete.
 //!
 //! Locks, in the order of the [`PageStore`] rules: an insert holds the
-//! metapage while it appends the item record (tail page, then any new page),
-//! releases it, then descends each tree holding one page at a time; a full
-//! leaf is split while holding it and the two new leaves it allocates.
-//! Bulk delete holds one page at a time, the metapage last.
+//! metapage while it stores the item record (in a free slot: its page, then
+//! the next one if the vector continues there; or at the tail page, then any
+//! new page), releases it, then descends each tree holding one page at a
+//! time; a full leaf is split while holding it and the two new leaves it
+//! allocates. Bulk delete reads one page at a time and changes an item page
+//! only together with the metapage (metapage first).
 
 use std::collections::HashSet;
 
@@ -12,13 +14,14 @@ use half::f16;
 
 use crate::build::{write_leaf_entry, write_new_leaf, CodedItems, TreeBuilder};
 use crate::format::*;
-use crate::items::{ItemAppender, ItemLoc};
+use crate::items::{refill, ItemAppender, ItemLoc};
 use crate::meta::{Meta, META_BLOCK};
 use crate::space::{dot_f32, Rng};
 use crate::store::{PageKind, PageStore};
 use crate::{Corruption, Tid};
 
-/// Adds one item: stores its record, then an entry in a leaf of every tree.
+/// Adds one item: stores its record (in a free slot if VACUUM left one, else
+/// at the end of the item chain), then an entry in a leaf of every tree.
 /// Panics if `vector` does not have 2048 dimensions.
 pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), Corruption> {
     assert_eq!(vector.len(), DIMS, "vector must have {DIMS} dimensions");
@@ -39,26 +42,7 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
         .zip(&meta.space.center)
         .for_each(|(p, c)| *p -= c);
 
-    let h = &mut meta.header;
-    let tail = h.item_tail;
-    if tail == 0 || tail >= store.nblocks() || store.kind(tail) != Some(PageKind::Item) {
-        return Err(Corruption::new(
-            META_BLOCK,
-            "item chain tail is not an item page",
-        ));
-    }
-    let tail_used = h.item_tail_used as usize;
-    if tail_used < ItemPageHeader::SIZE || tail_used > store.body_size() {
-        return Err(Corruption::new(
-            META_BLOCK,
-            "item chain tail usage out of range",
-        ));
-    }
-    let mut appender = ItemAppender::resume(store, tail, tail_used);
-    let loc = appender.append(record, vector);
-    (h.item_tail, h.item_tail_used) = appender.finish();
-    h.item_count += 1;
-    h.live_count += 1;
+    let loc = store_record(store, &mut meta.header, record, vector)?;
     let entry = LeafEntryHeader {
         item_block: loc.block,
         item_offset: loc.offset,
@@ -127,6 +111,46 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
         }
     }
     Ok(())
+}
+
+/// Stores a new record while the caller holds the metapage (whose header is
+/// `h`): in the first free slot, or appended at the tail of the item chain.
+fn store_record<S: PageStore>(
+    store: &S,
+    h: &mut MetaHeader,
+    record: ItemRecordHeader,
+    vector: &[f16],
+) -> Result<ItemLoc, Corruption> {
+    if h.free_block != 0 {
+        let loc = ItemLoc {
+            block: h.free_block,
+            offset: h.free_offset,
+        };
+        (h.free_block, h.free_offset) = refill(store, loc, record, vector)?;
+        h.free_count -= 1; // Meta::parse checked free_count > 0
+        h.live_count += 1;
+        return Ok(loc);
+    }
+    let tail = h.item_tail;
+    if tail == 0 || tail >= store.nblocks() || store.kind(tail) != Some(PageKind::Item) {
+        return Err(Corruption::new(
+            META_BLOCK,
+            "item chain tail is not an item page",
+        ));
+    }
+    let tail_used = h.item_tail_used as usize;
+    if tail_used < ItemPageHeader::SIZE || tail_used > store.body_size() {
+        return Err(Corruption::new(
+            META_BLOCK,
+            "item chain tail usage out of range",
+        ));
+    }
+    let mut appender = ItemAppender::resume(store, tail, tail_used);
+    let loc = appender.append(record, vector);
+    (h.item_tail, h.item_tail_used) = appender.finish();
+    h.item_count += 1;
+    h.live_count += 1;
+    Ok(loc)
 }
 
 fn check_kind<S: PageStore>(store: &S, block: u32, kind: PageKind) -> Result<(), Corruption> {
@@ -237,10 +261,14 @@ pub struct DeleteStats {
     pub live: u64,
     /// Leaf entries removed (one per tree per deleted item).
     pub leaf_entries_removed: u64,
+    /// Item records put on the free list for inserts to reuse.
+    pub freed: u64,
 }
 
-/// VACUUM: marks every live item whose heap TID `is_dead` deleted and removes
-/// its leaf entries. The record space is not reused yet.
+/// VACUUM: marks every live item whose heap TID `is_dead` deleted, removes
+/// its leaf entries, then puts its record on the free list, where inserts
+/// reuse it. Each step is safe to interrupt: the next VACUUM finishes
+/// records left deleted but not freed.
 pub fn bulk_delete<S: PageStore>(
     store: &S,
     is_dead: &mut dyn FnMut(Tid) -> bool,
@@ -271,31 +299,44 @@ pub fn bulk_delete<S: PageStore>(
             offsets.push(offset);
             offset += ITEM_RECORD_BYTES;
         }
-        let dying: Vec<usize> = {
+        // Newly dead live records, and records an interrupted VACUUM flagged
+        // but did not put on the free list.
+        let (dying, unfinished): (Vec<usize>, Vec<usize>) = {
             let page = store.read(block);
-            offsets
-                .into_iter()
-                .filter(|&o| {
-                    let r = ItemRecordHeader::read(&page[o..]);
-                    r.flags & ITEM_DELETED == 0 && is_dead(Tid::from_bytes(r.tid))
-                })
-                .collect()
+            let mut dying = Vec::new();
+            let mut unfinished = Vec::new();
+            for o in offsets {
+                let r = ItemRecordHeader::read(&page[o..]);
+                if r.flags & ITEM_DELETED == 0 {
+                    if is_dead(Tid::from_bytes(r.tid)) {
+                        dying.push(o);
+                    }
+                } else if r.flags & ITEM_FREE == 0 {
+                    unfinished.push(o);
+                }
+            }
+            (dying, unfinished)
         };
         if !dying.is_empty() {
+            // The live count changes with the flags, in one change.
+            let mut meta_page = store.write(META_BLOCK);
             let mut page = store.write(block);
-            for o in dying {
+            for &o in &dying {
                 let mut r = ItemRecordHeader::read(&page[o..]);
                 r.flags |= ITEM_DELETED;
                 r.write(&mut page[o..]);
-                dead.insert(ItemLoc {
-                    block,
-                    offset: o as u16,
-                });
             }
+            let mut header = MetaHeader::read(&meta_page);
+            header.live_count = header.live_count.saturating_sub(dying.len() as u64);
+            header.write(&mut meta_page);
+            stats.deleted += dying.len() as u64;
         }
+        dead.extend(dying.into_iter().chain(unfinished).map(|o| ItemLoc {
+            block,
+            offset: o as u16,
+        }));
         block = page_header.next;
     }
-    stats.deleted = dead.len() as u64;
 
     // Trees: drop entries of dead items from every leaf.
     if !dead.is_empty() {
@@ -359,11 +400,27 @@ pub fn bulk_delete<S: PageStore>(
         }
     }
 
-    let mut meta_page = store.write(META_BLOCK);
-    let mut header = MetaHeader::read(&meta_page);
-    header.live_count = header.live_count.saturating_sub(stats.deleted);
-    header.write(&mut meta_page);
-    stats.live = header.live_count;
+    // No leaf points at the dead records now: put them on the free list, a
+    // page at a time, each page's records and the list head in one change.
+    let mut dead: Vec<ItemLoc> = dead.into_iter().collect();
+    dead.sort_unstable();
+    for page_records in dead.chunk_by(|a, b| a.block == b.block) {
+        let mut meta_page = store.write(META_BLOCK);
+        let mut header = MetaHeader::read(&meta_page);
+        let mut page = store.write(page_records[0].block);
+        let mut next = (header.free_block, header.free_offset);
+        for loc in page_records.iter().rev() {
+            let at = loc.offset as usize;
+            let record = ItemRecordHeader::read(&page[at..]);
+            record.free(next.0, next.1).write(&mut page[at..]);
+            next = (loc.block, loc.offset);
+        }
+        (header.free_block, header.free_offset) = next;
+        header.free_count += page_records.len() as u64;
+        header.write(&mut meta_page);
+    }
+    stats.freed = dead.len() as u64;
+    stats.live = MetaHeader::read(&store.read(META_BLOCK)).live_count;
     Ok(stats)
 }
 

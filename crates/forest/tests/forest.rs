@@ -430,6 +430,114 @@ fn inserts_after_build_and_bulk_delete() {
     }
 }
 
+/// An update-heavy load: every round inserts a new version of every row and
+/// VACUUM removes the old ones. Freed records are refilled, so the item chain
+/// stops growing after the first round, and the index stays searchable.
+#[test]
+fn vacuum_frees_records_that_inserts_reuse() {
+    let mut gen = Clustered::new(4, 17);
+    let rows = 300;
+    let data = gen.items(rows);
+    let (store, _) = build_index(&data, Metric::L2, small_options());
+    let tid_of = |row: usize, v: usize| tid(v * rows + row);
+    let mut item_pages = Vec::new();
+    let mut nblocks = Vec::new();
+    for round in 1..=4 {
+        for (row, vector) in data.iter().enumerate() {
+            insert(&store, tid_of(row, round), vector).expect("insert");
+        }
+        let stats = bulk_delete(&store, &mut |t| index_of(t) / rows < round).expect("vacuum");
+        assert_eq!((stats.deleted, stats.freed, stats.live), (300, 300, 300));
+        let report = check(&store).expect("check");
+        assert_eq!(
+            (report.live_items, report.deleted_items, report.free_items),
+            (300, 300, 300),
+            "round {round}"
+        );
+        item_pages.push(report.item_pages);
+        nblocks.push(store.nblocks());
+        let q = &gen.queries(1)[0];
+        let found: Vec<usize> = exhaustive_top10(&store, q)
+            .into_iter()
+            .map(|i| i % rows)
+            .collect();
+        assert_eq!(found, brute_force(Metric::L2, &data, q, 10), "round {round}");
+    }
+    assert!(
+        item_pages.iter().all(|&p| p == item_pages[0]),
+        "item chain grew: {item_pages:?}"
+    );
+    // Leaves refill too; a few may still split as entries land unevenly.
+    assert!(
+        nblocks[3] as f64 <= nblocks[1] as f64 * 1.05,
+        "index grew: {nblocks:?} pages"
+    );
+}
+
+/// VACUUM stopped (query cancel, crash) after flagging records: the index
+/// stays consistent, searches skip them, and the next VACUUM frees them.
+#[test]
+fn interrupted_vacuum_is_finished_by_the_next() {
+    let mut gen = Clustered::new(4, 18);
+    let data = gen.items(200);
+    let (store, _) = build_index(&data, Metric::L2, small_options());
+    let mut calls = 0;
+    let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        bulk_delete(&store, &mut |t| {
+            calls += 1;
+            assert!(calls <= 150, "interrupted");
+            index_of(t) % 2 == 0
+        })
+    }));
+    assert!(interrupted.is_err());
+    let report = check(&store).expect("check after interrupted vacuum");
+    let flagged = report.deleted_items;
+    assert!(flagged > 0 && flagged < 100, "{report:?}");
+    assert_eq!((report.live_items, report.free_items), (200 - flagged, 0));
+    let q = &data[0];
+    assert!(all_results(&store, q)
+        .iter()
+        .all(|(t, _)| index_of(*t) % 2 == 1 || index_of(*t) >= 150));
+
+    let stats = bulk_delete(&store, &mut |t| index_of(t) % 2 == 0).expect("vacuum");
+    assert_eq!((stats.deleted, stats.freed), (100 - flagged, 100));
+    let report = check(&store).expect("check");
+    assert_eq!((report.live_items, report.free_items), (100, 100));
+    let left: HashSet<usize> = all_results(&store, q).iter().map(|(t, _)| index_of(*t)).collect();
+    assert_eq!(left, (0..200).filter(|i| i % 2 == 1).collect());
+}
+
+#[test]
+fn check_detects_free_list_corruption() {
+    let build_and_free = || {
+        let mut gen = Clustered::new(4, 19);
+        let data = gen.items(120);
+        let (store, _) = build_index(&data, Metric::L2, small_options());
+        bulk_delete(&store, &mut |t| index_of(t) % 4 == 0).expect("vacuum");
+        check(&store).expect("intact");
+        let meta = MetaHeader::read(&store.read(0));
+        (store, meta)
+    };
+    // The head's link (its tid field) points elsewhere.
+    let (store, meta) = build_and_free();
+    flip(&store, meta.free_block, meta.free_offset as usize + 4);
+    assert!(check(&store).is_err(), "free link");
+    // The free count disagrees with the list.
+    let (store, meta) = build_and_free();
+    let mut page = store.write(0);
+    MetaHeader { free_count: meta.free_count - 1, ..meta }.write(&mut page);
+    drop(page);
+    assert!(check(&store).is_err(), "free count");
+    // A record flagged free but not deleted.
+    let (store, meta) = build_and_free();
+    let at = meta.free_offset as usize;
+    let mut page = store.write(meta.free_block);
+    let record = ItemRecordHeader::read(&page[at..]);
+    ItemRecordHeader { flags: ITEM_FREE, ..record }.write(&mut page[at..]);
+    drop(page);
+    assert!(check(&store).is_err(), "free flag without deleted");
+}
+
 #[test]
 fn tree_cycle_is_reported_not_followed_forever() {
     let mut gen = Clustered::new(4, 16);

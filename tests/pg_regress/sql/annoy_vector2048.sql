@@ -107,6 +107,26 @@ SELECT live_items FROM annoy_index_check('scratch_idx');
 SELECT bool_and(s.id = (SELECT id FROM scratch ORDER BY emb <-> s.emb LIMIT 1)) AS each_row_finds_itself FROM scratch s;
 RESET enable_seqscan;
 
+-- An update-heavy load: VACUUM frees the records of replaced rows and later
+-- inserts refill them, so the index stops growing after the first round.
+CREATE TABLE churn AS SELECT id, emb FROM items WHERE id <= 400;
+CREATE INDEX churn_idx ON churn USING annoy (emb) WITH (trees = 2);
+UPDATE churn SET emb = i.emb FROM items i WHERE i.id = churn.id + 400;
+VACUUM churn;
+SELECT pg_relation_size('churn_idx') AS size_after_one_round \gset
+SELECT live_items, deleted_items, free_items FROM annoy_index_check('churn_idx');
+UPDATE churn SET emb = i.emb FROM items i WHERE i.id = churn.id + 800;
+VACUUM churn;
+UPDATE churn SET emb = i.emb FROM items i WHERE i.id = churn.id + 1200;
+VACUUM churn;
+UPDATE churn SET emb = i.emb FROM items i WHERE i.id = churn.id + 1600;
+VACUUM churn;
+SELECT live_items, deleted_items, free_items FROM annoy_index_check('churn_idx');
+SELECT pg_relation_size('churn_idx') <= :size_after_one_round * 1.05 AS index_did_not_grow;
+SET enable_seqscan = off;
+SELECT bool_and(c.id = (SELECT id FROM churn ORDER BY emb <-> c.emb LIMIT 1)) AS each_row_finds_itself FROM churn c;
+RESET enable_seqscan;
+
 -- Options are checked; scans need ORDER BY; only annoy indexes are checked.
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (trees = 0)$$) AS zero_trees;
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (trees = 65)$$) AS too_many_trees;
