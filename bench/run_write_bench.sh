@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes into an annoy-indexed table: inserts/s with and without the index,
 # recall after inserting 50% more rows than the build saw (vs a fresh build
-# on the same rows), and index size after an update-heavy run (vs fresh).
+# on the same rows), and index size round by round under an update-heavy load
+# (vs a fresh build).
 #
 # usage: bench/run_write_bench.sh [BUILD_ROWS=20000] [QUERIES=30]
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
@@ -53,13 +54,19 @@ echo "built on $N rows, then $EXTRA inserted:"
 "${PSQL[@]}" -c "DROP TABLE items" -c "ALTER TABLE items_grown RENAME TO items" \
     -c "SET imgsim_bench.runs = 1" -c "SET imgsim_bench.sweep = '{1500,6000}'" -f "$REPO_ROOT/bench/annoy_bench.sql" | tail -3
 
-begin "index size after an update-heavy run (3 rounds of updating every row's vector + VACUUM)"
-before=$("${PSQL[@]}" -tAc "SELECT pg_relation_size('items_annoy')")
-for round in 1 2 3; do
+ROUNDS=6
+begin "index size under an update-heavy load ($ROUNDS rounds of updating every row's vector + VACUUM)"
+size_line() {
+    "${PSQL[@]}" -tAc "SELECT format('%s: %s MB (item slots %s, free %s; pages: item %s, leaf %s, split %s)',
+        '$1', pg_relation_size('items_annoy') / 1048576, items, free_items, item_pages, leaf_pages, split_pages)
+        FROM annoy_index_check('items_annoy')"
+}
+size_line "before"
+for round in $(seq "$ROUNDS"); do
     "${PSQL[@]}" -c "UPDATE items SET emb = (SELECT emb FROM source s WHERE s.id = (items.id * 7 + $round) % $((N + EXTRA)) + 1)" -c "VACUUM items"
+    size_line "after round $round"
 done
-after=$("${PSQL[@]}" -tAc "SELECT pg_relation_size('items_annoy')")
 "${PSQL[@]}" -c "CREATE INDEX items_rebuilt ON items USING annoy (emb)"
 fresh=$("${PSQL[@]}" -tAc "SELECT pg_relation_size('items_rebuilt')")
-echo "index before: $((before / 1048576)) MB, after 3 update rounds: $((after / 1048576)) MB, fresh build on the same rows: $((fresh / 1048576)) MB"
+echo "fresh build on the same rows: $((fresh / 1048576)) MB"
 CURRENT_STEP=done

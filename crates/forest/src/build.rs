@@ -188,7 +188,7 @@ impl<'s, S: PageStore> Builder<'s, S> {
             });
         }
         let norm_sq = imgsim_kernels::norm_squared(vector);
-        self.locs.push(self.appender.append(ItemRecordHeader::live(tid, norm_sq), vector));
+        self.locs.push(self.appender.append(ItemRecordHeader::live(tid, norm_sq, 0), vector));
         let d = self.space.reduced_dims;
         self.reduced.resize(self.reduced.len() + d, f16::ZERO);
         let at = self.reduced.len() - d;

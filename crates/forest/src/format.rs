@@ -196,6 +196,10 @@ pod_struct! {
     size = 8;
 }
 
+/// Item record flag: an insert stored the record and has not yet added it to
+/// every tree. Cleared when it has; a crash in between leaves it set (the
+/// row's transaction never committed, and VACUUM removes the item).
+pub const ITEM_INSERTING: u16 = 4;
 /// Item record flag: the heap row is gone (VACUUM); scans skip the record.
 /// Leaf entries may still point at it until VACUUM has removed them.
 pub const ITEM_DELETED: u16 = 1;
@@ -218,11 +222,12 @@ pod_struct! {
 }
 
 impl ItemRecordHeader {
-    /// The header of a newly stored, live item.
-    pub fn live(tid: crate::Tid, norm_sq: f32) -> Self {
+    /// The header of a live item: `flags` 0 when stored by a build, or
+    /// [`ITEM_INSERTING`] when stored by an insert.
+    pub fn live(tid: crate::Tid, norm_sq: f32, flags: u16) -> Self {
         ItemRecordHeader {
             tid: tid.to_bytes(),
-            flags: 0,
+            flags,
             norm_sq,
             reserved: 0,
         }

@@ -174,6 +174,17 @@ pub fn read_item<S: PageStore>(
     Ok(header)
 }
 
+/// Clears [`ITEM_INSERTING`]: the item is now in every tree.
+pub fn finish_insert<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
+    check_loc(store, loc)?;
+    let mut page = store.write(loc.block);
+    let at = loc.offset as usize;
+    let mut record = ItemRecordHeader::read(&page[at..]);
+    record.flags &= !ITEM_INSERTING;
+    record.write(&mut page[at..]);
+    Ok(())
+}
+
 /// Stores a live record in the free slot at `loc` and returns the free
 /// list's next link `(block, offset)`. The slot's page (and the next one if
 /// the vector continues there) are written in chain order; the caller holds

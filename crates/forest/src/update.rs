@@ -14,7 +14,7 @@ use half::f16;
 
 use crate::build::{write_leaf_entry, write_new_leaf, CodedItems, TreeBuilder};
 use crate::format::*;
-use crate::items::{refill, ItemAppender, ItemLoc};
+use crate::items::{finish_insert, refill, ItemAppender, ItemLoc};
 use crate::meta::{Meta, META_BLOCK};
 use crate::space::{dot_f32, Rng};
 use crate::store::{PageKind, PageStore};
@@ -26,7 +26,7 @@ use crate::{Corruption, Tid};
 pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), Corruption> {
     assert_eq!(vector.len(), DIMS, "vector must have {DIMS} dimensions");
     let norm_sq = imgsim_kernels::norm_squared(vector);
-    let record = ItemRecordHeader::live(tid, norm_sq);
+    let record = ItemRecordHeader::live(tid, norm_sq, ITEM_INSERTING);
 
     let mut meta_page = store.write(META_BLOCK);
     let mut meta = Meta::parse(store, &meta_page)?;
@@ -110,7 +110,7 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
             }
         }
     }
-    Ok(())
+    finish_insert(store, loc)
 }
 
 /// Stores a new record while the caller holds the metapage (whose header is
@@ -323,7 +323,7 @@ pub fn bulk_delete<S: PageStore>(
             let mut page = store.write(block);
             for &o in &dying {
                 let mut r = ItemRecordHeader::read(&page[o..]);
-                r.flags |= ITEM_DELETED;
+                r.flags = ITEM_DELETED;
                 r.write(&mut page[o..]);
             }
             let mut header = MetaHeader::read(&meta_page);
