@@ -486,7 +486,7 @@ fn interrupted_vacuum_is_finished_by_the_next() {
         bulk_delete(&store, &mut |t| {
             calls += 1;
             assert!(calls <= 150, "interrupted");
-            index_of(t) % 2 == 0
+            index_of(t).is_multiple_of(2)
         })
     }));
     assert!(interrupted.is_err());
@@ -499,7 +499,7 @@ fn interrupted_vacuum_is_finished_by_the_next() {
         .iter()
         .all(|(t, _)| index_of(*t) % 2 == 1 || index_of(*t) >= 150));
 
-    let stats = bulk_delete(&store, &mut |t| index_of(t) % 2 == 0).expect("vacuum");
+    let stats = bulk_delete(&store, &mut |t| index_of(t).is_multiple_of(2)).expect("vacuum");
     assert_eq!((stats.deleted, stats.freed), (100 - flagged, 100));
     let report = check(&store).expect("check");
     assert_eq!((report.live_items, report.free_items), (100, 100));
@@ -592,7 +592,7 @@ fn check_detects_free_list_corruption() {
         let mut gen = Clustered::new(4, 19);
         let data = gen.items(120);
         let (store, _) = build_index(&data, Metric::L2, small_options());
-        bulk_delete(&store, &mut |t| index_of(t) % 4 == 0).expect("vacuum");
+        bulk_delete(&store, &mut |t| index_of(t).is_multiple_of(4)).expect("vacuum");
         check(&store).expect("intact");
         let meta = MetaHeader::read(&store.read(0));
         (store, meta)
