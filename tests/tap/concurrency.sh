@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Several sessions insert, delete, query and vacuum an annoy-indexed table
 # at once for a while: no errors, no deadlock, annoy_index_check clean at
-# the end, and every surviving row is found through the index.
+# the end, every surviving row is found through the index, and the inserts
+# reused records that VACUUM freed while queries were reading them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PORT=55444
 DATA=$TAP_ROOT/concurrency
@@ -46,6 +47,9 @@ rows=$(sql $PORT -c "SELECT count(*) FROM t")
 ok "annoy_index_check is clean after the load" sql $PORT -c "SELECT * FROM annoy_index_check('t_annoy')"
 live=$(sql $PORT -c "SELECT live_items FROM annoy_index_check('t_annoy')")
 ok "the index holds exactly the surviving rows ($live = $rows)" test "$live" -eq "$rows"
+slots=$(sql $PORT -c "SELECT items FROM annoy_index_check('t_annoy')")
+inserted=$(( 400 + $(cat "$LOGS/insert_a.count") + $(cat "$LOGS/insert_b.count") ))
+ok "inserts refilled records VACUUM freed ($slots record slots for $inserted rows inserted)" test "$slots" -lt "$inserted"
 missing=$(sql $PORT -c "SET enable_seqscan = off" -c "
     SELECT count(*) FROM t AS row WHERE row.id <> (SELECT id FROM t ORDER BY emb <-> row.emb LIMIT 1)")
 ok "every surviving row is found through the index (missing: $missing)" test "$missing" -eq 0
