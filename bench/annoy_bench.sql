@@ -1,6 +1,9 @@
--- Recall@10 and queries/s of the annoy index against the exact scan, in one
--- session. Expects tables items(id, emb) and queries(id, emb); psql variables
--- :sweep (a SQL array of search_k values) and :runs.
+-- Recall@10 and queries/s of an index against the exact scan, in one
+-- session. Expects tables items(id, emb) and queries(id, emb) and settings
+-- imgsim_bench.sweep (a SQL array of values for the index's search knob) and
+-- imgsim_bench.runs; optionally imgsim_bench.knob (default annoy.search_k)
+-- and imgsim_bench.method (the label, default annoy), so that the same
+-- measurement runs against other indexes (bench/run_pgvector_compare.sh).
 \set ON_ERROR_STOP 1
 -- enable_seqscan/enable_indexscan toggles make plan costs huge, which would
 -- switch on JIT compilation (~100 ms a query) for both methods.
@@ -47,10 +50,11 @@ BEGIN
         INSERT INTO timings SELECT 'exact', NULL, r, current_setting('imgsim_bench.seconds')::float8, 1.0;
     END LOOP;
     FOREACH k IN ARRAY current_setting('imgsim_bench.sweep')::int[] LOOP
-        PERFORM set_config('annoy.search_k', k::text, false);
+        PERFORM set_config(coalesce(nullif(current_setting('imgsim_bench.knob', true), ''), 'annoy.search_k'), k::text, false);
         FOR r IN 1..current_setting('imgsim_bench.runs')::int LOOP
             recall := pg_temp.run_queries(true, false);
-            INSERT INTO timings SELECT 'annoy', k, r, current_setting('imgsim_bench.seconds')::float8, recall;
+            INSERT INTO timings SELECT coalesce(nullif(current_setting('imgsim_bench.method', true), ''), 'annoy'), k, r,
+                current_setting('imgsim_bench.seconds')::float8, recall;
         END LOOP;
     END LOOP;
 END $$;

@@ -45,7 +45,8 @@ impl Meta {
         }
         if h.version != FORMAT_VERSION {
             return Err(bad(format!(
-                "format version {} (expected {FORMAT_VERSION})",
+                "on-disk format version {}, this imgsim reads version {FORMAT_VERSION} \
+                 (the index was built by another imgsim version)",
                 h.version
             )));
         }
