@@ -106,6 +106,26 @@ pub unsafe extern "C-unwind" fn ambuild(
     unsafe { build_internal(heap, index, index_info) }
 }
 
+/// Threads for building the trees: this backend plus as many helpers as
+/// `max_parallel_maintenance_workers` allows, at most one per CPU.
+fn build_threads() -> usize {
+    // SAFETY: reading a GUC variable.
+    let helpers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (1 + helpers).min(cpus)
+}
+
+/// Run first by each tree-building helper thread: Postgres' signal handlers
+/// must run on the backend's own thread, so helpers take no signals.
+fn block_signals() {
+    // SAFETY: a filled signal set applied to the calling thread only.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
 unsafe fn build_internal(
     heap: pg_sys::Relation,
     index: pg_sys::Relation,
@@ -118,7 +138,8 @@ unsafe fn build_internal(
         let build_options = options::build_options(index);
         let budget = pg_sys::maintenance_work_mem as usize * 1024;
         let builder = Builder::new(&store, build_options, index_metric(index), budget)
-            .unwrap_or_else(|e| raise_build_error(&index_name, e));
+            .unwrap_or_else(|e| raise_build_error(&index_name, e))
+            .with_threads(build_threads(), block_signals);
         let mut state = BuildState { builder: Some(builder), index_name, heap_tuples: 0.0 };
 
         report_progress(PROGRESS_CREATEIDX_SUBPHASE, SUBPHASE_LOADING);

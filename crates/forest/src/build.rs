@@ -2,6 +2,9 @@
 //! reduced vectors in memory, then build the trees and write them.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use half::f16;
 
@@ -104,6 +107,8 @@ pub struct Builder<'s, S: PageStore + 's> {
     space: TreeSpace,
     budget: usize,
     appender: ItemAppender<'s, S>,
+    threads: usize,
+    thread_init: fn(),
     /// Reduced vectors (D' per item), half precision to halve build memory.
     reduced: Vec<f16>,
     locs: Vec<ItemLoc>,
@@ -113,11 +118,22 @@ impl<'s, S: PageStore> Builder<'s, S> {
     /// Memory the build needs for `items` items, so the caller can fail
     /// before scanning: reduced vectors (f16), item location, code with
     /// scale and norm, and per-tree work (item ids, sort keys, the normals of
-    /// the split nodes: about one per 8 items).
-    pub fn required_memory(options: &Options, items: u64) -> usize {
+    /// the split nodes: about one per 8 items) for each of `threads` trees
+    /// built at once.
+    pub fn required_memory(options: &Options, items: u64, threads: usize) -> usize {
         let d = options.reduced_dims as usize;
-        let per_item = d * 2 + 8 + code_stride(d) + 8 + 16 + d / 2;
+        let per_tree = 16 + d / 2;
+        let per_item = d * 2 + 8 + code_stride(d) + 8 + per_tree * threads.max(1);
         per_item.saturating_mul(items as usize)
+    }
+
+    /// Builds the trees on `threads` threads (this one included). Each
+    /// helper thread runs `thread_init` first; it never touches the store.
+    /// The result does not depend on the thread count.
+    pub fn with_threads(mut self, threads: usize, thread_init: fn()) -> Self {
+        self.threads = threads.max(1);
+        self.thread_init = thread_init;
+        self
     }
 
     pub fn new(
@@ -166,6 +182,8 @@ impl<'s, S: PageStore> Builder<'s, S> {
             space,
             budget: memory_budget_bytes,
             appender: ItemAppender::new_chain(store),
+            threads: 1,
+            thread_init: || {},
             reduced: Vec::new(),
             locs: Vec::new(),
         })
@@ -180,7 +198,7 @@ impl<'s, S: PageStore> Builder<'s, S> {
             });
         }
         let n = self.locs.len() as u64 + 1;
-        let needed = Self::required_memory(&self.options, n);
+        let needed = Self::required_memory(&self.options, n, self.threads);
         if needed > self.budget {
             return Err(BuildError::OutOfMemory {
                 needed,
@@ -205,6 +223,8 @@ impl<'s, S: PageStore> Builder<'s, S> {
             leaf_size,
             mut space,
             appender,
+            threads,
+            thread_init,
             reduced,
             locs,
             ..
@@ -252,12 +272,14 @@ impl<'s, S: PageStore> Builder<'s, S> {
             split_pages: 0,
             item_pages,
         };
-        let mut roots = Vec::with_capacity(options.trees as usize);
-        for t in 0..options.trees {
+        // Trees are built in memory on `threads` threads and written here, in
+        // tree order, as they become available.
+        let trees = options.trees as usize;
+        let build_tree = |t: usize, stop: &AtomicBool| -> Option<(Vec<Node>, usize)> {
             let mut rng = Rng::new(
                 options
                     .seed
-                    .wrapping_add(u64::from(t).wrapping_mul(0xA24B_AED4_963E_E407)),
+                    .wrapping_add((t as u64).wrapping_mul(0xA24B_AED4_963E_E407)),
             );
             let mut tree = TreeBuilder {
                 coded: &coded,
@@ -267,22 +289,58 @@ impl<'s, S: PageStore> Builder<'s, S> {
                 nodes: Vec::new(),
             };
             let mut ids: Vec<u32> = (0..n as u32).collect();
-            let root = if n == 0 {
-                None
-            } else {
-                Some(tree.build_node(&mut ids))
-            };
-            let nodes = tree.nodes;
-            roots.push(match root {
-                None => NodeRef::EMPTY,
-                Some(root) => write_tree(store, &nodes, root, &coded, &locs, d, &mut stats),
-            });
-            progress(
-                BuildPhase::BuildingTrees,
-                u64::from(t) + 1,
-                u64::from(options.trees),
-            );
-        }
+            let root = (n > 0).then(|| tree.build_node(&mut ids, stop))?;
+            Some((tree.nodes, root))
+        };
+        let next_tree = AtomicUsize::new(0);
+        let claim = || {
+            let t = next_tree.fetch_add(1, Ordering::Relaxed);
+            (t < trees).then_some(t)
+        };
+        let stop = AtomicBool::new(false);
+        let mut roots = vec![NodeRef::EMPTY; trees];
+        std::thread::scope(|scope| {
+            // On the way out, normally or unwinding from an ERROR raised by
+            // `progress` (query cancel), helpers stop before the scope joins them.
+            let _stop_helpers = SetOnDrop(&stop);
+            let (done_tx, done_rx) = mpsc::channel();
+            for _ in 1..threads.min(trees) {
+                let done_tx = done_tx.clone();
+                let (build_tree, claim, stop) = (&build_tree, &claim, &stop);
+                scope.spawn(move || {
+                    thread_init();
+                    while let Some(t) = claim() {
+                        if stop.load(Ordering::Relaxed) || done_tx.send((t, build_tree(t, stop))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut built: Vec<Option<Option<(Vec<Node>, usize)>>> = (0..trees).map(|_| None).collect();
+            for t in 0..trees {
+                while built[t].is_none() {
+                    if let Some(own) = claim() {
+                        built[own] = Some(build_tree(own, &stop));
+                        continue;
+                    }
+                    match done_rx.recv_timeout(Duration::from_millis(100)) {
+                        Ok((i, tree)) => built[i] = Some(tree),
+                        // Lets `progress` see a cancel while helpers work.
+                        Err(RecvTimeoutError::Timeout) => {
+                            progress(BuildPhase::BuildingTrees, t as u64, trees as u64)
+                        }
+                        Err(RecvTimeoutError::Disconnected) => {
+                            panic!("a tree-building thread ended without its tree")
+                        }
+                    }
+                }
+                if let Some(Some((nodes, root))) = built[t].take() {
+                    roots[t] = write_tree(store, &nodes, root, &coded, &locs, d, &mut stats);
+                }
+                progress(BuildPhase::BuildingTrees, t as u64 + 1, trees as u64);
+            }
+        });
 
         let meta = Meta {
             header: MetaHeader {
@@ -358,9 +416,20 @@ pub(crate) struct TreeBuilder<'a> {
     pub nodes: Vec<Node>,
 }
 
+/// Sets the flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 impl TreeBuilder<'_> {
-    fn build_node(&mut self, ids: &mut [u32]) -> usize {
-        if ids.len() <= self.leaf_size {
+    /// Builds the subtree of `ids`; once `stop` is set it only finishes
+    /// quickly (the tree is then discarded).
+    fn build_node(&mut self, ids: &mut [u32], stop: &AtomicBool) -> usize {
+        if ids.len() <= self.leaf_size || stop.load(Ordering::Relaxed) {
             self.nodes.push(Node::Leaf {
                 items: ids.to_vec(),
             });
@@ -368,8 +437,8 @@ impl TreeBuilder<'_> {
         }
         let (normal, offset, cut) = self.split(ids);
         let (left_ids, right_ids) = ids.split_at_mut(cut);
-        let left = self.build_node(left_ids);
-        let right = self.build_node(right_ids);
+        let left = self.build_node(left_ids, stop);
+        let right = self.build_node(right_ids, stop);
         self.nodes.push(Node::Split {
             normal,
             offset,

@@ -7,8 +7,8 @@ use half::f16;
 use imgsim_forest::format::*;
 use imgsim_forest::search::exact_distance;
 use imgsim_forest::{
-    build, bulk_delete, check, insert, BuildError, BuildStats, MemStore, Metric, Options, PageKind,
-    PageStore, SearchParams, Searcher, Tid,
+    build, bulk_delete, check, insert, BuildError, BuildPhase, BuildStats, Builder, MemStore, Metric,
+    Options, PageKind, PageStore, SearchParams, Searcher, Tid,
 };
 
 const BUDGET: usize = 1 << 30;
@@ -198,6 +198,60 @@ fn deterministic_for_a_seed() {
     for blk in 0..a.nblocks() {
         assert_eq!(&*a.read(blk), &*b.read(blk), "block {blk}");
     }
+}
+
+fn build_with_threads(
+    data: &[Vec<f16>],
+    threads: usize,
+    progress: &mut dyn FnMut(BuildPhase, u64, u64),
+) -> MemStore {
+    let store = MemStore::postgres_sized();
+    let options = Options {
+        trees: 5,
+        ..small_options()
+    };
+    let mut builder = Builder::new(&store, options, Metric::L2, BUDGET)
+        .expect("builder")
+        .with_threads(threads, || {});
+    for (i, v) in data.iter().enumerate() {
+        builder.add(tid(i), v).expect("add");
+    }
+    builder.finish(progress);
+    store
+}
+
+/// Trees built on several threads are the same pages as built on one.
+#[test]
+fn threads_do_not_change_the_index() {
+    let mut gen = Clustered::new(6, 22);
+    let data = gen.items(2000);
+    let one = build_with_threads(&data, 1, &mut |_, _, _| {});
+    let mut trees_done = Vec::new();
+    let three = build_with_threads(&data, 3, &mut |phase, done, _| {
+        if phase == BuildPhase::BuildingTrees {
+            trees_done.push(done);
+        }
+    });
+    assert_eq!(one.nblocks(), three.nblocks());
+    for blk in 0..one.nblocks() {
+        assert_eq!(&*one.read(blk), &*three.read(blk), "block {blk}");
+    }
+    assert_eq!(trees_done.last(), Some(&5));
+    check(&three).expect("check");
+}
+
+/// A cancel during the tree phase (`progress` raising, as Postgres'
+/// interrupt check does) stops the helper threads and unwinds promptly.
+#[test]
+fn cancel_while_building_trees_on_threads() {
+    let mut gen = Clustered::new(6, 23);
+    let data = gen.items(3000);
+    let cancelled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        build_with_threads(&data, 3, &mut |phase, _, _| {
+            assert!(phase != BuildPhase::BuildingTrees, "cancelled");
+        })
+    }));
+    assert!(cancelled.is_err());
 }
 
 #[test]
