@@ -127,7 +127,8 @@ impl<'s, S: PageStore> Builder<'s, S> {
         per_item.saturating_mul(items as usize)
     }
 
-    /// Builds the trees on `threads` threads (this one included). Each
+    /// Builds the trees on up to `threads` threads (this one included; fewer
+    /// if the memory budget does not cover that many trees at once). Each
     /// helper thread runs `thread_init` first; it never touches the store.
     /// The result does not depend on the thread count.
     pub fn with_threads(mut self, threads: usize, thread_init: fn()) -> Self {
@@ -198,6 +199,10 @@ impl<'s, S: PageStore> Builder<'s, S> {
             });
         }
         let n = self.locs.len() as u64 + 1;
+        // Fewer trees at once rather than failing when memory is tight.
+        while self.threads > 1 && Self::required_memory(&self.options, n, self.threads) > self.budget {
+            self.threads -= 1;
+        }
         let needed = Self::required_memory(&self.options, n, self.threads);
         if needed > self.budget {
             return Err(BuildError::OutOfMemory {

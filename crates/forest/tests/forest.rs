@@ -203,14 +203,11 @@ fn deterministic_for_a_seed() {
 fn build_with_threads(
     data: &[Vec<f16>],
     threads: usize,
+    budget: usize,
     progress: &mut dyn FnMut(BuildPhase, u64, u64),
 ) -> MemStore {
     let store = MemStore::postgres_sized();
-    let options = Options {
-        trees: 5,
-        ..small_options()
-    };
-    let mut builder = Builder::new(&store, options, Metric::L2, BUDGET)
+    let mut builder = Builder::new(&store, five_trees(), Metric::L2, budget)
         .expect("builder")
         .with_threads(threads, || {});
     for (i, v) in data.iter().enumerate() {
@@ -220,14 +217,22 @@ fn build_with_threads(
     store
 }
 
-/// Trees built on several threads are the same pages as built on one.
+fn five_trees() -> Options {
+    Options {
+        trees: 5,
+        ..small_options()
+    }
+}
+
+/// Trees built on several threads are the same pages as built on one, also
+/// when the memory budget only allows one tree at a time.
 #[test]
 fn threads_do_not_change_the_index() {
     let mut gen = Clustered::new(6, 22);
     let data = gen.items(2000);
-    let one = build_with_threads(&data, 1, &mut |_, _, _| {});
+    let one = build_with_threads(&data, 1, BUDGET, &mut |_, _, _| {});
     let mut trees_done = Vec::new();
-    let three = build_with_threads(&data, 3, &mut |phase, done, _| {
+    let three = build_with_threads(&data, 3, BUDGET, &mut |phase, done, _| {
         if phase == BuildPhase::BuildingTrees {
             trees_done.push(done);
         }
@@ -238,6 +243,13 @@ fn threads_do_not_change_the_index() {
     }
     assert_eq!(trees_done.last(), Some(&5));
     check(&three).expect("check");
+
+    let tight = Builder::<MemStore>::required_memory(&five_trees(), 2000, 1);
+    assert!(Builder::<MemStore>::required_memory(&five_trees(), 2000, 2) > tight);
+    let squeezed = build_with_threads(&data, 3, tight, &mut |_, _, _| {});
+    for blk in 0..one.nblocks() {
+        assert_eq!(&*one.read(blk), &*squeezed.read(blk), "block {blk}");
+    }
 }
 
 /// A cancel during the tree phase (`progress` raising, as Postgres'
@@ -247,7 +259,7 @@ fn cancel_while_building_trees_on_threads() {
     let mut gen = Clustered::new(6, 23);
     let data = gen.items(3000);
     let cancelled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        build_with_threads(&data, 3, &mut |phase, _, _| {
+        build_with_threads(&data, 3, BUDGET, &mut |phase, _, _| {
             assert!(phase != BuildPhase::BuildingTrees, "cancelled");
         })
     }));
