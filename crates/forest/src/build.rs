@@ -280,7 +280,7 @@ impl<'s, S: PageStore> Builder<'s, S> {
         // Trees are built in memory on `threads` threads and written here, in
         // tree order, as they become available.
         let trees = options.trees as usize;
-        let build_tree = |t: usize, stop: &AtomicBool| -> Option<(Vec<Node>, usize)> {
+        let build_tree = |t: usize, stop: &AtomicBool| -> BuiltTree {
             let mut rng = Rng::new(
                 options
                     .seed
@@ -322,7 +322,7 @@ impl<'s, S: PageStore> Builder<'s, S> {
                 });
             }
             drop(done_tx);
-            let mut built: Vec<Option<Option<(Vec<Node>, usize)>>> = (0..trees).map(|_| None).collect();
+            let mut built: Vec<Option<BuiltTree>> = (0..trees).map(|_| None).collect();
             for t in 0..trees {
                 while built[t].is_none() {
                     if let Some(own) = claim() {
@@ -420,6 +420,9 @@ pub(crate) struct TreeBuilder<'a> {
     /// Children always precede their parent (post-order).
     pub nodes: Vec<Node>,
 }
+
+/// A tree built in memory: its nodes and the root's index (`None`: no items).
+type BuiltTree = Option<(Vec<Node>, usize)>;
 
 /// Sets the flag when dropped.
 struct SetOnDrop<'a>(&'a AtomicBool);
