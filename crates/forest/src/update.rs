@@ -110,7 +110,8 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
             }
         }
     }
-    finish_insert(store, loc)
+    finish_insert(store, loc);
+    Ok(())
 }
 
 /// Stores a new record while the caller holds the metapage (whose header is
@@ -286,36 +287,32 @@ pub fn bulk_delete<S: PageStore>(
         if !visited.insert(block) {
             return Err(Corruption::new(block, "item chain loops"));
         }
-        let page_header = ItemPageHeader::read(&store.read(block));
-        let mut offsets = Vec::new();
-        let mut offset = ItemPageHeader::SIZE + page_header.continued_bytes as usize;
-        for _ in 0..page_header.records_started {
-            if offset + ItemRecordHeader::SIZE > body {
-                return Err(Corruption::new(
-                    block,
-                    "more records started than fit the page",
-                ));
-            }
-            offsets.push(offset);
-            offset += ITEM_RECORD_BYTES;
-        }
         // Newly dead live records, and records an interrupted VACUUM flagged
         // but did not put on the free list.
-        let (dying, unfinished): (Vec<usize>, Vec<usize>) = {
+        let (next_block, dying, unfinished) = {
             let page = store.read(block);
+            let page_header = ItemPageHeader::read(&page);
             let mut dying = Vec::new();
             let mut unfinished = Vec::new();
-            for o in offsets {
-                let r = ItemRecordHeader::read(&page[o..]);
+            let mut offset = ItemPageHeader::SIZE + page_header.continued_bytes as usize;
+            for _ in 0..page_header.records_started {
+                if offset + ItemRecordHeader::SIZE > body {
+                    return Err(Corruption::new(
+                        block,
+                        "more records started than fit the page",
+                    ));
+                }
+                let r = ItemRecordHeader::read(&page[offset..]);
                 if r.flags & ITEM_DELETED == 0 {
                     if is_dead(Tid::from_bytes(r.tid)) {
-                        dying.push(o);
+                        dying.push(offset);
                     }
                 } else if r.flags & ITEM_FREE == 0 {
-                    unfinished.push(o);
+                    unfinished.push(offset);
                 }
+                offset += ITEM_RECORD_BYTES;
             }
-            (dying, unfinished)
+            (page_header.next, dying, unfinished)
         };
         if !dying.is_empty() {
             // The live count changes with the flags, in one change.
@@ -335,7 +332,7 @@ pub fn bulk_delete<S: PageStore>(
             block,
             offset: o as u16,
         }));
-        block = page_header.next;
+        block = next_block;
     }
 
     // Trees: drop entries of dead items from every leaf.
