@@ -9,7 +9,8 @@ It implements the manifest semantics exactly as the Rust extension must:
   4. v in 0..255 -> (v / 255 - mean[c]) / std[c], NCHW float32;
   5. descriptor: each part's output L2-normalised, times its weight,
      concatenated, then the whole vector L2-normalised.
-EXIF orientation is not applied (the Rust decoder does not either).
+EXIF orientation is not applied here (the Rust pipeline applies it), and every image is
+decoded at full size (the Rust pipeline reads large progressive JPEGs at 1/8 scale).
 
 Benchmark:
     python3 bench/embed_python.py --manifest models/efficientnet-lite0.json DIR_OR_FILES... \

@@ -3,9 +3,10 @@
 usage: make_test_images.py PHOTOS_DIR OUT_DIR
 
 Writes into OUT_DIR: re-encoded / resized / cropped copies of two
-photos (queries that are not byte-identical to any stored photo), a
-truncated JPEG, and a decompression bomb: a tiny valid PNG whose header
-declares 100000 x 100000 pixels.
+photos (queries that are not byte-identical to any stored photo), a large
+copy of a third as progressive and as baseline JPEG, a truncated JPEG, and
+a decompression bomb: a tiny valid PNG whose header declares 100000 x 100000
+pixels.
 """
 import struct
 import sys
@@ -23,6 +24,12 @@ coffee = Image.open(photos / "coffee.png").convert("RGB")
 coffee.resize((coffee.width // 2, coffee.height // 2), Image.BILINEAR).save(out / "derived_coffee_half.png")
 w, h = chelsea.size
 chelsea.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(out / "derived_chelsea_crop.webp", quality=80)
+
+# A photo large enough (2304 px) for image_embedding to read a progressive JPEG at 1/8 scale
+# from its DC coefficients, and the same pixels as a baseline JPEG, which is decoded in full.
+astronaut = Image.open(photos / "astronaut.png").convert("RGB").resize((2304, 2304), Image.BICUBIC)
+astronaut.save(out / "derived_astronaut_large_progressive.jpg", quality=85, progressive=True)
+astronaut.save(out / "derived_astronaut_large_baseline.jpg", quality=85)
 
 jpeg = (out / "derived_chelsea_q40.jpg").read_bytes()
 (out / "derived_truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])

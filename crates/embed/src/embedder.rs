@@ -9,7 +9,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
-use crate::decode::{decode, DecodeLimits};
+use crate::decode::{decode_for_size, DecodeLimits};
 use crate::manifest::Manifest;
 use crate::preprocess::{normalise_into, resize_and_crop};
 use crate::EmbedError;
@@ -195,7 +195,12 @@ impl Embedder {
     ) -> Result<(), EmbedError> {
         let pre = &self.manifest.preprocess;
         let start = Instant::now();
-        let image = decode(bytes, &self.limits, pre.alpha_background)?;
+        let image = decode_for_size(
+            bytes,
+            &self.limits,
+            pre.alpha_background,
+            pre.resize_shorter_to,
+        )?;
         let decoded = Instant::now();
         timings.decode += decoded - start;
         let crop = resize_and_crop(&image, pre, &self.manifest.input)?;

@@ -9,10 +9,13 @@
 mod decode;
 mod embedder;
 mod error;
+mod jpeg_dc;
 pub mod manifest;
 mod preprocess;
 
-pub use decode::{decode, DecodeLimits, DecodedImage, MAX_ALLOC, MAX_PIXELS, MAX_SIDE};
+pub use decode::{
+    decode, decode_for_size, DecodeLimits, DecodedImage, MAX_ALLOC, MAX_PIXELS, MAX_SIDE,
+};
 pub use embedder::{Embedder, Timings};
 pub use error::EmbedError;
 pub use manifest::Manifest;

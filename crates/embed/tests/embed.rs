@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use common::*;
 use image::{DynamicImage, ImageFormat, RgbImage};
-use imgsim_embed::{EmbedError, Embedder, Manifest};
+use imgsim_embed::{decode_for_size, DecodeLimits, EmbedError, Embedder, Manifest};
 
 const DIMS: usize = 2048;
 
@@ -234,6 +234,12 @@ fn batch_matches_single_and_isolates_bad_images() {
 
 /// Descriptors from `bench/embed_python.py --dump FILE.npy` (Pillow + onnxruntime) for the
 /// same photos, given as IMGSIM_REFERENCE_DUMP=FILE.npy (file names in FILE.npy.txt).
+///
+/// The Python pipeline decodes every image at full size. Large progressive JPEGs we read at 1/8
+/// scale from their DC coefficients, which smooths a little more before the resize (a box of
+/// 8 pixels ahead of the triangle filter): on the 9 such photos of ../shared/data the cosine is
+/// 0.981-0.998, as for libjpeg's own 1/8-scale decoding through Pillow (0.982 at the lowest),
+/// so those have a lower floor.
 #[test]
 fn matches_python_reference() {
     let Some(dump) = std::env::var_os("IMGSIM_REFERENCE_DUMP").map(PathBuf::from) else {
@@ -245,21 +251,25 @@ fn matches_python_reference() {
     let rows = read_npy_f32(&dump, DIMS);
     let files: Vec<&str> = files.lines().collect();
     assert_eq!(files.len(), rows.len());
-    let mut worst = (1.0f32, "");
+    let shorter_side = e.manifest().preprocess.resize_shorter_to;
+    // Lowest cosine (and its file) at full size and at 1/8 scale.
+    let mut worst = [(1.0f32, ""); 2];
     for (file, reference) in files.iter().zip(&rows) {
-        let ours = e.embed(&std::fs::read(file).unwrap()).unwrap();
-        let c = cosine(&ours, reference);
-        if c < worst.0 {
-            worst = (c, file);
+        let bytes = std::fs::read(file).unwrap();
+        let decoded = decode_for_size(&bytes, &DecodeLimits::default(), [0; 3], shorter_side);
+        let scaled = usize::from(decoded.unwrap().downscale > 1);
+        let c = cosine(&e.embed(&bytes).unwrap(), reference);
+        if c < worst[scaled].0 {
+            worst[scaled] = (c, file);
         }
     }
-    println!(
-        "{} images, lowest cosine to the Python reference {:.5} ({})",
-        files.len(),
-        worst.0,
-        worst.1
-    );
-    assert!(worst.0 > 0.99, "cosine {} for {}", worst.0, worst.1);
+    for ((c, file), (kind, floor)) in worst
+        .into_iter()
+        .zip([("full size", 0.99), ("1/8 scale", 0.975)])
+    {
+        println!("{kind}: lowest cosine to the Python reference {c:.5} ({file})");
+        assert!(c > floor, "{kind}: cosine {c} for {file}");
+    }
 }
 
 /// Rows of a little-endian float32 C-order .npy file of shape (n, dims).

@@ -43,10 +43,18 @@ CREATE TEMP TABLE queries (query text, original text);
 INSERT INTO queries VALUES
     ('derived_chelsea_q40.jpg', 'chelsea.png'),
     ('derived_coffee_half.png', 'coffee.png'),
-    ('derived_chelsea_crop.webp', 'chelsea.png');
+    ('derived_chelsea_crop.webp', 'chelsea.png'),
+    ('derived_astronaut_large_progressive.jpg', 'astronaut.png');
 SELECT query,
        (SELECT name FROM photos ORDER BY emb <-> image_embedding(pg_read_binary_file(:'photos' || '/' || query)) LIMIT 1) = original AS original_first
 FROM queries ORDER BY query;
+
+-- A progressive JPEG this large (2304 px) is read at 1/8 scale from its DC
+-- coefficients: it embeds close to the same pixels as a baseline JPEG, which
+-- is decoded in full (cosine above 0.98, i.e. distance below 0.2).
+SELECT image_embedding(pg_read_binary_file(:'photos' || '/derived_astronaut_large_progressive.jpg'))
+   <-> image_embedding(pg_read_binary_file(:'photos' || '/derived_astronaut_large_baseline.jpg')) < 0.2
+    AS progressive_close_to_baseline;
 
 -- Bad input: each error has its SQLSTATE, and the session goes on.
 SELECT pg_temp.sqlstate_of($$SELECT image_embedding(''::bytea)$$) AS empty;
