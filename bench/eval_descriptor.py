@@ -130,6 +130,17 @@ def scene_background(scenes, rng):
 # ---------------------------------------------------------------------------
 
 
+def stored_scene(path, full, manifest):
+    """The photo at 1/8 scale if it is a progressive JPEG large enough for that, else `full`."""
+    img = Image.open(path)
+    w, h = img.size
+    if img.format != "JPEG" or not img.info.get("progressive") or min(w, h) // 8 < manifest.shorter_to:
+        return full
+    img.draft("RGB", (w // 8, h // 8))
+    assert img.size == (-(-w // 8), -(-h // 8)), (path, img.size)
+    return pipe.decode(img, manifest.background)
+
+
 def embed_all(embedder, images, batch=16):
     """PIL images -> {output: [N, dims]} raw (unnormalised) outputs."""
     m = embedder.manifest
@@ -174,6 +185,10 @@ def main(argv=None):
     parser.add_argument("--manifest", default=os.path.join(here, "..", "models", "efficientnet-lite0.json"))
     parser.add_argument("--data", default=os.path.join(here, "..", "..", "shared", "data"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dc-scale", action="store_true",
+                        help="decode the stored scene photos as image_embedding does: a progressive JPEG at least "
+                             "8 x resize_shorter_to on its shorter side at 1/8 scale (libjpeg's, via Pillow's draft "
+                             "mode); queries are still made from the full-size photo")
     args = parser.parse_args(argv)
 
     manifest = pipe.Manifest(args.manifest)
@@ -203,8 +218,13 @@ def main(argv=None):
 
     print(f"embedding {len(scenes)} scenes, {len(query_images)} copy queries, "
           f"{2 * len(objects)} flattened objects ...", file=sys.stderr)
+    stored = scenes
+    if args.dc_scale:
+        stored = [stored_scene(os.path.join(args.data, "scenes", r["file"]), img, manifest)
+                  for r, img in zip(scene_rows, scenes)]
+        print(f"{sum(a is not b for a, b in zip(stored, scenes))} scenes stored at 1/8 scale", file=sys.stderr)
     raw = {
-        "scenes": embed_all(embedder, scenes),
+        "scenes": embed_all(embedder, stored),
         "queries": embed_all(embedder, query_images),
         "grey": embed_all(embedder, on_grey),
         "scene_bg": embed_all(embedder, on_scene),
@@ -230,6 +250,27 @@ def main(argv=None):
         nearest = np.argmax(queries @ db.T, axis=1)
         per_kind[name] = {k: float(np.mean([n == o for n, o, qk in zip(nearest, owners, query_kinds) if qk == k]))
                           for k in dict.fromkeys(query_kinds)}
+
+    if args.dc_scale:
+        # How much closer or further the queries of the photos stored at 1/8 scale are from
+        # their original, with the chosen weighting.
+        changed = [i for i, (a, b) in enumerate(zip(stored, scenes)) if a is not b]
+        weights = WEIGHTINGS["stages 0.25"]
+        full = combine(embed_all(embedder, [scenes[i] for i in changed]), weights)
+        small = combine(raw["scenes"], weights)[changed]
+        queries = combine(raw["queries"], weights)
+        rows = [q for q, o in enumerate(owners) if o in changed]
+        position = {i: k for k, i in enumerate(changed)}
+        to_full = [float(queries[q] @ full[position[owners[q]]]) for q in rows]
+        to_small = [float(queries[q] @ small[position[owners[q]]]) for q in rows]
+        others = combine(raw["scenes"], weights)
+        runner_up = [float(np.max(np.delete(queries[q] @ others.T, owners[q]))) for q in rows]
+        same = [float(a @ b) for a, b in zip(full, small)]
+        print(f"\n{len(changed)} photos stored at 1/8 scale (stages 0.25): cosine to the full-size "
+              f"decode mean {np.mean(same):.4f}, min {np.min(same):.4f}; their {len(rows)} queries' cosine to "
+              f"the original: full size mean {np.mean(to_full):.4f} (min {np.min(to_full):.4f}), 1/8 scale mean "
+              f"{np.mean(to_small):.4f} (min {np.min(to_small):.4f}); best other photo mean "
+              f"{np.mean(runner_up):.4f} (max {np.max(runner_up):.4f})")
 
     kinds = list(dict.fromkeys(query_kinds))
     print("\nCopy detection R@1 by transformation:\n")
