@@ -27,30 +27,50 @@ psql -X -q -h /tmp -p "$PORT" -U postgres -d postgres -c "DROP DATABASE IF EXIST
     -c "CREATE TABLE images AS SELECT f AS name, pg_read_binary_file('$IMAGES/' || f) AS image FROM pg_ls_dir('$IMAGES') f"
 
 # Seconds to embed every image in backends that each take every n-th image.
+# Each session first embeds one image, which loads the model (as Python's
+# timing also starts after its model is loaded); the clock runs from the
+# first session's start to the last one's end, read in the server.
 embed_seconds() {
-    local backends=$1 start end
-    start=$(date +%s.%N)
+    local backends=$1 out; out=$(mktemp)
     for b in $(seq 0 $((backends - 1))); do
-        "${PSQL[@]}" -c "SELECT count(image_embedding(image)) FROM (SELECT image, row_number() OVER (ORDER BY name) AS n FROM images) s WHERE n % $backends = $b" >/dev/null &
+        "${PSQL[@]}" -c "SELECT count(image_embedding(image)) FROM images WHERE name = (SELECT min(name) FROM images)" \
+            -c "SELECT 'start', extract(epoch FROM clock_timestamp())" \
+            -c "SELECT count(image_embedding(image)) FROM (SELECT image, row_number() OVER (ORDER BY name) AS n FROM images) s WHERE n % $backends = $b" \
+            -c "SELECT 'end', extract(epoch FROM clock_timestamp())" >>"$out" &
     done
     wait
-    end=$(date +%s.%N)
-    echo "$end - $start" | bc -l
+    awk -F'|' '$1 == "start" && (s == "" || $2 < s) {s = $2} $1 == "end" && $2 > e {e = $2} END {print e - s}' "$out"
+    rm -f "$out"
 }
 median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
-begin "image_embedding in PostgreSQL (warm sessions), median of $RUNS"
-embed_seconds 2 >/dev/null   # first use loads the model in each backend
-for backends in 1 2; do
-    secs=$(for _ in $(seq "$RUNS"); do embed_seconds "$backends"; done | median)
-    printf 'postgres, %d backend(s): %.1f images/s (%.1f s for %d images)\n' "$backends" "$(echo "$count / $secs" | bc -l)" "$secs" "$count"
+python_images_per_s() {
+    "$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "$REPO_ROOT/models/efficientnet-lite0.json" \
+        --threads 1 --runs 1 "$IMAGES" | awk '/^throughput:/ {print $2}'
+}
+
+# The machine's speed drifts by 10-15 % over minutes, so the two pipelines
+# take turns: each round times PostgreSQL (1 and 2 backends) and then Python.
+begin "image_embedding in PostgreSQL (warm sessions) and the Python reference, $RUNS alternating rounds"
+rounds=()
+for round in $(seq "$RUNS"); do
+    one=$(echo "$count / $(embed_seconds 1)" | bc -l)
+    two=$(echo "$count / $(embed_seconds 2)" | bc -l)
+    python=$(python_images_per_s)
+    ratio=$(echo "$one / $python" | bc -l)
+    printf 'round %d: postgres 1 backend %.1f, 2 backends %.1f, python %.1f images/s; 1 backend / python %.2f\n' \
+        "$round" "$one" "$two" "$python" "$ratio"
+    rounds+=("$one $two $python $ratio")
 done
+for column in 1 2 3 4; do
+    printf '%s\n' "${rounds[@]}" | awk -v c=$column '{print $c}' | median
+done | paste -sd' ' | awk '{printf "median: postgres 1 backend %.1f, 2 backends %.1f, python %.1f images/s; 1 backend / python %.2f\n", $1, $2, $3, $4}'
 
 begin "memory of a backend after embedding (one session reads its own /proc status)"
 "${PSQL[@]}" -c "SELECT count(image_embedding(image)) FROM (SELECT image FROM images ORDER BY name LIMIT 50) s" \
     -c "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/status')" | grep -E "VmRSS|VmHWM"
 
-begin "Python reference (Pillow + onnxruntime, 1 thread), same images"
+begin "Python reference (Pillow + onnxruntime, 1 thread), same images, split by stage"
 "$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "$REPO_ROOT/models/efficientnet-lite0.json" --threads 1 "$IMAGES"
 
 begin "the same Rust pipeline outside Postgres, split by stage"
