@@ -31,6 +31,16 @@ fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
     sum as f64 / a.as_raw().len() as f64
 }
 
+/// A small deterministic pseudo-random generator (xorshift64) for damaging files.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 fn decode_ok(bytes: &[u8]) -> RgbImage {
     decode(bytes, &DecodeLimits::default(), WHITE)
         .unwrap()
@@ -148,15 +158,8 @@ fn empty_input() {
 
 #[test]
 fn random_bytes_are_not_an_image() {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let noise: Vec<u8> = (0..4096)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+    let noise: Vec<u8> = (0..4096).map(|_| next() as u8).collect();
     assert_eq!(decode_err(&noise), EmbedError::UnknownFormat);
     assert_eq!(
         decode_err(b"definitely not an image"),
@@ -309,13 +312,7 @@ fn custom_limits_apply() {
 fn damaged_files_never_panic() {
     let Some(photo) = chelsea() else { return };
     let small = DynamicImage::ImageRgb8(image::imageops::thumbnail(&photo, 48, 32));
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     for format in [
         ImageFormat::Jpeg,
         ImageFormat::Png,
@@ -331,7 +328,7 @@ fn damaged_files_never_panic() {
                 let at = (next() % bytes.len() as u64) as usize;
                 bytes[at] = next() as u8;
             }
-            if next() % 4 == 0 {
+            if next().is_multiple_of(4) {
                 bytes.truncate((next() % bytes.len() as u64) as usize);
             }
             let _ = decode(&bytes, &DecodeLimits::default(), WHITE);
@@ -421,13 +418,7 @@ fn full_size_decoding_when_one_eighth_is_too_small_or_not_possible() {
 #[test]
 fn damaged_progressive_jpeg_never_panics() {
     let original = std::fs::read(fixture("progressive_422_restart.jpg")).unwrap();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     for _ in 0..2000 {
         let mut bytes = original.clone();
         for _ in 0..1 + next() % 4 {
