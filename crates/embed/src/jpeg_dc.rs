@@ -16,6 +16,23 @@ use image::RgbImage;
 /// The pixel size of one DC sample: an 8x8 block.
 pub(crate) const BLOCK: u32 = 8;
 
+/// The mean of each 8x8 block of `full`, padded by repeating the last row and column as JPEG
+/// encoders do: what a progressive JPEG's DC coefficients hold. For tests.
+#[cfg(test)]
+pub(crate) fn block_means(full: &RgbImage) -> RgbImage {
+    let (w, h) = full.dimensions();
+    RgbImage::from_fn(w.div_ceil(BLOCK), h.div_ceil(BLOCK), |bx, by| {
+        let mut sum = [0u32; 3];
+        for y in by * BLOCK..(by + 1) * BLOCK {
+            for x in bx * BLOCK..(bx + 1) * BLOCK {
+                let px = full.get_pixel(x.min(w - 1), y.min(h - 1));
+                (0..3).for_each(|c| sum[c] += u32::from(px[c]));
+            }
+        }
+        image::Rgb(sum.map(|s| ((s + 32) / 64) as u8))
+    })
+}
+
 /// Decodes `bytes` at 1/8 scale: `ceil(width / 8) x ceil(height / 8)` pixels, or `None` if the
 /// file is not a progressive JPEG this module can read (see the module comment). `size` is the
 /// width and height the caller has already checked against its limits; a frame of another size
@@ -593,6 +610,39 @@ impl<'a> BitReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Progressive JPEGs (tests/data/make_progressive_fixtures.py: libjpeg's progression, and a
+    /// scan script with separate DC scans and restarts) decoded from their DC scans match the
+    /// block means of the full decode. With chroma subsampling a DC pixel's colour is the mean
+    /// over 16 pixels instead of 8, so those files differ more at colour edges.
+    #[test]
+    fn progressive_fixtures_match_the_block_means_of_the_full_decode() {
+        for (name, mean_tolerance, max_tolerance) in [
+            // Measured (mean / max): 0.24 / 3, 0.03 / 2, 2.02 / 20, 1.58 / 20, 2.02 / 20. Dropping
+            // the DC refinement bit gives 2.25 / 7, 0.93 / 4, 3.16 / 20, 2.87 / 22, 4.57 / 24.
+            ("progressive_444.jpg", 0.5, 4),
+            ("progressive_grey_restart.jpg", 0.3, 3),
+            ("progressive_420.jpg", 2.5, 28),
+            ("progressive_422_restart.jpg", 2.5, 28),
+            ("progressive_420_separate_dc_scans.jpg", 2.5, 28),
+        ] {
+            let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+            let bytes = std::fs::read(&path).unwrap();
+            let expected = block_means(&image::load_from_memory(&bytes).unwrap().into_rgb8());
+            let small = decode_dc(&bytes, (203, 131)).unwrap();
+            assert_eq!(small.dimensions(), expected.dimensions(), "{name}");
+            let diffs = small.as_raw().iter().zip(expected.as_raw());
+            let diffs: Vec<u8> = diffs.map(|(a, b)| a.abs_diff(*b)).collect();
+            let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+            let max = *diffs.iter().max().unwrap();
+            assert!(
+                mean <= mean_tolerance && max <= max_tolerance,
+                "{name}: mean difference {mean:.2}, max {max}"
+            );
+            // A frame of another size than the caller checked is refused.
+            assert!(decode_dc(&bytes, (203, 132)).is_none());
+        }
+    }
 
     /// Packs a string of '0'/'1' into bytes (padded with 1 bits, as encoders do), stuffing a
     /// zero byte after each 0xFF, and appends an EOI marker.

@@ -253,16 +253,7 @@ mod tests {
                 let wave = 127.0 + 120.0 * (7.0 * u).sin() * (5.0 * v).cos();
                 image::Rgb([(255.0 * u) as u8, (255.0 * v) as u8, wave as u8])
             });
-            let blocks = RgbImage::from_fn(w.div_ceil(8), h.div_ceil(8), |bx, by| {
-                let mut sum = [0u32; 3];
-                for y in by * 8..by * 8 + 8 {
-                    for x in bx * 8..bx * 8 + 8 {
-                        let px = full.get_pixel(x.min(w - 1), y.min(h - 1));
-                        (0..3).for_each(|c| sum[c] += u32::from(px[c]));
-                    }
-                }
-                image::Rgb(sum.map(|s| ((s + 32) / 64) as u8))
-            });
+            let blocks = crate::jpeg_dc::block_means(&full);
             for o in ALL {
                 let crop = |pixels: &RgbImage, downscale| {
                     let image = DecodedImage {
