@@ -336,10 +336,16 @@ fn damaged_files_never_panic() {
     }
 }
 
+/// Progressive JPEGs come back at 1/8 scale when that is still large enough (the pixels are
+/// checked in jpeg_dc.rs's tests); otherwise, or when the file cannot be read that way, at full
+/// size.
 #[test]
-fn full_size_decoding_when_one_eighth_is_too_small_or_not_possible() {
+fn one_eighth_scale_only_when_large_enough_and_possible() {
     let progressive = std::fs::read(fixture("progressive_420.jpg")).unwrap();
-    // 131 pixels high: 1/8 scale is 17 rows, one short of 18.
+    // 131 pixels high: 1/8 scale is 17 rows, enough for 17 and one short of 18.
+    let image = decode_for_size(&progressive, &DecodeLimits::default(), WHITE, 17).unwrap();
+    assert_eq!((image.downscale, image.size), (8, (203, 131)));
+    assert_eq!(image.pixels.dimensions(), (26, 17));
     let image = decode_for_size(&progressive, &DecodeLimits::default(), WHITE, 18).unwrap();
     assert_eq!(
         (image.downscale, image.pixels.dimensions()),
