@@ -33,6 +33,19 @@ pub(crate) fn block_means(full: &RgbImage) -> RgbImage {
     })
 }
 
+/// Mean and largest absolute difference between the channel values of two images of the same
+/// size. For tests.
+#[cfg(test)]
+pub(crate) fn differences(a: &RgbImage, b: &RgbImage) -> (f64, u8) {
+    let diffs = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y));
+    let (sum, max) = diffs.fold((0u64, 0u8), |(s, m), d| (s + u64::from(d), m.max(d)));
+    (sum as f64 / a.as_raw().len() as f64, max)
+}
+
 /// Decodes `bytes` at 1/8 scale: `ceil(width / 8) x ceil(height / 8)` pixels, or `None` if the
 /// file is not a progressive JPEG this module can read (see the module comment). `size` is the
 /// width and height the caller has already checked against its limits; a frame of another size
@@ -631,10 +644,7 @@ mod tests {
             let expected = block_means(&image::load_from_memory(&bytes).unwrap().into_rgb8());
             let small = decode_dc(&bytes, (203, 131)).unwrap();
             assert_eq!(small.dimensions(), expected.dimensions(), "{name}");
-            let diffs = small.as_raw().iter().zip(expected.as_raw());
-            let diffs: Vec<u8> = diffs.map(|(a, b)| a.abs_diff(*b)).collect();
-            let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
-            let max = *diffs.iter().max().unwrap();
+            let (mean, max) = differences(&small, &expected);
             assert!(
                 mean <= mean_tolerance && max <= max_tolerance,
                 "{name}: mean difference {mean:.2}, max {max}"

@@ -266,13 +266,7 @@ mod tests {
                 };
                 let (a, b) = (crop(&full, 1), crop(&blocks, 8));
                 assert_eq!(a.dimensions(), b.dimensions(), "{w}x{h} {o:?}");
-                let diffs = a
-                    .as_raw()
-                    .iter()
-                    .zip(b.as_raw())
-                    .map(|(x, y)| x.abs_diff(*y));
-                let (sum, max) = diffs.fold((0u64, 0u8), |(s, m), d| (s + u64::from(d), m.max(d)));
-                let mean = sum as f64 / a.as_raw().len() as f64;
+                let (mean, max) = crate::jpeg_dc::differences(&a, &b);
                 assert!(
                     mean < 0.4 && max <= 2,
                     "{w}x{h} {o:?}: mean {mean:.2}, max {max}"
