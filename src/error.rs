@@ -7,7 +7,8 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-/// An ERROR for the user: a SQLSTATE, a message, optional detail and hint.
+/// A report for the user (an ERROR, or a NOTICE): a SQLSTATE, a message,
+/// optional detail and hint.
 pub struct UserError(ErrorReport);
 
 impl UserError {
@@ -22,6 +23,11 @@ impl UserError {
 
     pub fn hint(self, hint: impl Into<String>) -> Self {
         UserError(self.0.set_hint(hint))
+    }
+
+    /// Report it at NOTICE level instead (the statement goes on).
+    pub fn notice(self) {
+        self.0.report(PgLogLevel::NOTICE);
     }
 
     /// Raise the error: Postgres longjmps out, so this never returns.

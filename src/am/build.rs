@@ -21,8 +21,10 @@ const PROGRESS_CREATEIDX_TUPLES_TOTAL: i32 = 11;
 const PROGRESS_CREATEIDX_TUPLES_DONE: i32 = 12;
 /// Our sub-phases start after PROGRESS_CREATEIDX_SUBPHASE_INITIALIZE (1).
 const SUBPHASE_LOADING: i64 = 2;
-const SUBPHASE_CODING: i64 = 3;
-const SUBPHASE_TREES: i64 = 4;
+const SUBPHASE_LEARNING: i64 = 3;
+const SUBPHASE_CODING: i64 = 4;
+const SUBPHASE_TREES: i64 = 5;
+const SUBPHASE_STREAMING: i64 = 6;
 
 fn report_progress(param: i32, value: i64) {
     // SAFETY: plain backend-local progress bookkeeping.
@@ -33,8 +35,10 @@ fn report_progress(param: i32, value: i64) {
 pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
     let name: &CStr = match phase {
         SUBPHASE_LOADING => c"loading items",
+        SUBPHASE_LEARNING => c"learning the tree space",
         SUBPHASE_CODING => c"coding items",
         SUBPHASE_TREES => c"building trees",
+        SUBPHASE_STREAMING => c"adding items beyond maintenance_work_mem",
         _ => return std::ptr::null_mut(),
     };
     name.as_ptr().cast_mut()
@@ -48,20 +52,6 @@ struct BuildState<'s> {
 
 fn raise_build_error(index_name: &str, error: BuildError) -> ! {
     match error {
-        BuildError::OutOfMemory { needed, budget } => UserError::new(
-            PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
-            format!("annoy index \"{index_name}\" does not fit in maintenance_work_mem"),
-        )
-        .detail(format!(
-            "The build needs at least {} kB so far; maintenance_work_mem is {} kB.",
-            needed.div_ceil(1024),
-            budget / 1024
-        ))
-        .hint(format!(
-            "Raise it for this session, e.g. SET maintenance_work_mem = '{}MB', and retry.",
-            (needed * 5 / 4).div_ceil(1024 * 1024).max(64)
-        ))
-        .raise(),
         BuildError::InvalidOptions(detail) => {
             UserError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("invalid annoy options: {detail}"))
                 .raise()
@@ -87,8 +77,21 @@ unsafe extern "C-unwind" fn build_callback(
     }
     let vector = unsafe { VectorRef::from_datum(*values) };
     let builder = state.builder.as_mut().expect("builder present during the scan");
-    if let Err(error) = builder.add(tid_from_item_pointer(unsafe { &*tid }), vector.as_slice()) {
-        raise_build_error(&state.index_name, error);
+    match builder.add(tid_from_item_pointer(unsafe { &*tid }), vector.as_slice()) {
+        // As pgvector's HNSW says when its graph outgrows the setting.
+        Ok(true) => UserError::new(
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            format!(
+                "annoy index \"{}\" no longer fits into maintenance_work_mem after {} tuples",
+                state.index_name,
+                state.heap_tuples as u64 - 1
+            ),
+        )
+        .detail("The rest are added to the trees one by one: the build takes longer.")
+        .hint("Increase maintenance_work_mem to speed up builds.")
+        .notice(),
+        Ok(false) => {}
+        Err(error) => raise_build_error(&state.index_name, error),
     }
     let done = state.heap_tuples as i64;
     if done % 1024 == 0 {
@@ -159,8 +162,10 @@ unsafe fn build_internal(
         let stats = builder.finish(&mut |phase, done, total| {
             let subphase = match phase {
                 BuildPhase::LoadingItems => SUBPHASE_LOADING,
+                BuildPhase::LearningSpace => SUBPHASE_LEARNING,
                 BuildPhase::Coding => SUBPHASE_CODING,
                 BuildPhase::BuildingTrees => SUBPHASE_TREES,
+                BuildPhase::StreamingItems => SUBPHASE_STREAMING,
             };
             report_progress(PROGRESS_CREATEIDX_SUBPHASE, subphase);
             report_progress(PROGRESS_CREATEIDX_TUPLES_TOTAL, total as i64);

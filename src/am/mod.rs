@@ -108,8 +108,18 @@ fn item_pointer_from_tid(tid: Tid, out: &mut pg_sys::ItemPointerData) {
     pgrx::itemptr::item_pointer_set_all(out, tid.block, tid.offset);
 }
 
-/// A broken on-disk invariant: the index must be rebuilt.
+/// A broken on-disk invariant, or an index of another on-disk format: the
+/// index must be rebuilt.
 fn raise_corruption(index_name: &str, corruption: Corruption) -> ! {
+    if let Some(version) = corruption.old_format {
+        UserError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("annoy index \"{index_name}\" has on-disk format version {version}, which this version of imgsim does not read"),
+        )
+        .detail(corruption.to_string())
+        .hint("REINDEX the index to rebuild it in the current format.")
+        .raise()
+    }
     UserError::new(
         PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
         format!("annoy index \"{index_name}\" is corrupted: {corruption}"),

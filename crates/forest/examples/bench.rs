@@ -20,6 +20,14 @@ fn cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time of the whole process (all threads) in seconds.
+fn process_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|x| x.parse::<u64>().ok()).sum());
+    ticks as f64 / 100.0
+}
+
 fn list(arg: Option<String>, default: &[u32]) -> Vec<u32> {
     arg.map_or(default.to_vec(), |s| {
         s.split(',').map(|x| x.parse().expect("number")).collect()
@@ -43,6 +51,51 @@ fn truth(metric: Metric, data: &[Vec<f16>], q: &[f16], k: usize) -> Vec<usize> {
     d.into_iter().map(|(_, i)| i).collect()
 }
 
+fn save_cache(path: &str, data: &[Vec<f16>], queries: &[Vec<f16>], truths: &[Vec<usize>]) {
+    let mut out = Vec::new();
+    for n in [data.len(), queries.len()] {
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+    }
+    for v in data.iter().chain(queries) {
+        v.iter().for_each(|h| out.extend_from_slice(&h.to_le_bytes()));
+    }
+    for t in truths {
+        t.iter().for_each(|&i| out.extend_from_slice(&(i as u32).to_le_bytes()));
+    }
+    std::fs::write(path, out).expect("write cache");
+}
+
+type Cached = (Vec<Vec<f16>>, Vec<Vec<f16>>, Vec<Vec<usize>>);
+
+fn load_cache(path: &str) -> Option<Cached> {
+    let b = std::fs::read(path).ok()?;
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes")) as usize;
+    let (n, nq) = (word(0), word(8));
+    let mut at = 16;
+    let mut vectors = |count: usize| -> Vec<Vec<f16>> {
+        (0..count)
+            .map(|_| {
+                let v = b[at..at + 2 * DIMS].chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect();
+                at += 2 * DIMS;
+                v
+            })
+            .collect()
+    };
+    let data = vectors(n);
+    let queries = vectors(nq);
+    let truths = (0..nq)
+        .map(|q| {
+            (0..10)
+                .map(|k| {
+                    let i = at + 4 * (q * 10 + k);
+                    u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as usize
+                })
+                .collect()
+        })
+        .collect();
+    Some((data, queries, truths))
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(100_000, |s| s.parse().expect("items"));
@@ -58,25 +111,38 @@ fn main() {
     let search_ks = list(args.next(), &[500, 1000, 2000, 4000, 8000]);
     let reranks = list(args.next(), &[20, 40, 60, 100]);
     println!("kernel: {}", imgsim_kernels::implementation());
-    let t = Instant::now();
-    // BENCH_RANKS=lo,hi: within-cluster rank range (default 8,33).
-    let ranks = list(std::env::var("BENCH_RANKS").ok(), &[8, 33]);
-    println!("within-cluster ranks {}..{}", ranks[0], ranks[1]);
-    let mut gen =
-        Clustered::with_ranks((n / 200).max(10), 42, ranks[0] as usize..ranks[1] as usize);
-    let data = gen.items(n);
-    let queries = gen.queries(nq);
-    println!(
-        "generated {n} items, {nq} queries in {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
-    let t = Instant::now();
-    let truths: Vec<Vec<usize>> = queries
-        .iter()
-        .map(|q| truth(metric, &data, q, 10))
-        .collect();
-    let brute_ms = t.elapsed().as_secs_f64() * 1e3 / nq as f64;
-    println!("brute force: {brute_ms:.2} ms/query");
+    // BENCH_SET=hard: the manifold set (BENCH_RANK, default 128); else
+    // the clustered set, BENCH_RANKS=lo,hi its within-cluster ranks.
+    // BENCH_CACHE=FILE keeps items, queries and truths between runs.
+    let cache = std::env::var("BENCH_CACHE").ok();
+    let (data, queries, truths) = match cache.as_deref().and_then(load_cache) {
+        Some(cached) => cached,
+        None => {
+            let (data, queries) = if std::env::var("BENCH_SET").as_deref() == Ok("hard") {
+                let rank = std::env::var("BENCH_RANK").map_or(128, |s| s.parse().expect("rank"));
+                println!("manifold set, latent rank {rank}, {} clusters", (n / 100).max(10));
+                let mut gen = Manifold::new((n / 100).max(10), rank, 42);
+                let data = gen.items(n);
+                (data, gen.items(nq))
+            } else {
+                let ranks = list(std::env::var("BENCH_RANKS").ok(), &[8, 33]);
+                println!("within-cluster ranks {}..{}", ranks[0], ranks[1]);
+                let mut gen =
+                    Clustered::with_ranks((n / 200).max(10), 42, ranks[0] as usize..ranks[1] as usize);
+                let data = gen.items(n);
+                (data, gen.queries(nq))
+            };
+            let t = Instant::now();
+            let truths: Vec<Vec<usize>> = queries.iter().map(|q| truth(metric, &data, q, 10)).collect();
+            println!("brute force: {:.2} ms/query", t.elapsed().as_secs_f64() * 1e3 / nq as f64);
+            if let Some(path) = &cache {
+                save_cache(path, &data, &queries, &truths);
+            }
+            (data, queries, truths)
+        }
+    };
+    let (n, nq) = (data.len(), queries.len());
+    println!("{n} items, {nq} queries");
 
     for &d in &dims {
         for &tr in &trees {
@@ -87,6 +153,8 @@ fn main() {
             };
             let store = MemStore::postgres_sized();
             let t = Instant::now();
+            let mut last_phase: Option<(imgsim_forest::BuildPhase, Instant, f64)> = None;
+            let build_cpu = process_cpu_s();
             let items = data.iter().enumerate().map(|(i, v)| (tid(i), v.as_slice()));
             let stats = build(
                 &store,
@@ -94,10 +162,18 @@ fn main() {
                 metric,
                 items,
                 usize::MAX,
-                &mut |_, _, _| {},
+                &mut |phase, _, _| {
+                    if last_phase.as_ref().is_none_or(|(p, _, _)| *p != phase) {
+                        if let Some((p, at, cpu)) = last_phase.take() {
+                            print!("{p:?} {:.1}s ({:.1} cpu s), ", at.elapsed().as_secs_f64(), process_cpu_s() - cpu);
+                        }
+                        last_phase = Some((phase, Instant::now(), process_cpu_s()));
+                    }
+                },
             )
             .expect("build");
             let build_s = t.elapsed().as_secs_f64();
+            println!("build cpu {:.1}s", process_cpu_s() - build_cpu);
             println!(
                 "\n{metric:?} D'={d} trees={tr}: build {build_s:.1}s, {} pages ({} item, {} leaf, {} split), {:.0} bytes/item",
                 store.nblocks(),
@@ -124,7 +200,10 @@ fn main() {
                     let t = Instant::now();
                     let cpu = cpu_ns();
                     let mut total = 0.0;
-                    for (q, tr) in queries.iter().zip(&truths) {
+                    // BENCH_REPEAT=R: the queries R times (profiling).
+                    let repeat = std::env::var("BENCH_REPEAT").map_or(1, |s| s.parse().expect("repeat"));
+                    let nq = nq * repeat;
+                    for (q, tr) in queries.iter().zip(&truths).cycle().take(nq) {
                         let found: Vec<usize> = Searcher::new(&store, q, params)
                             .expect("searcher")
                             .take(10)

@@ -9,9 +9,13 @@ use std::time::Duration;
 use half::f16;
 
 use crate::format::*;
-use crate::items::{ItemAppender, ItemLoc};
-use crate::meta::{Meta, META_BLOCK, ROTATION_ROUNDS};
-use crate::space::{dot_code, Rng, TreeSpace};
+use std::sync::Arc;
+
+use crate::items::{for_each_record_from, read_item, ItemAppender, ItemLoc};
+use crate::update::{add_to_tree, NewEntry};
+use crate::meta::{write_basis, Meta, META_BLOCK};
+use crate::pca;
+use crate::space::{dot_code, quantize, Rng, TreeSpace};
 use crate::store::{PageKind, PageStore};
 use crate::{Metric, Options, Tid};
 
@@ -24,20 +28,18 @@ const MIN_SPLIT_FRACTION: f32 = 0.25;
 pub enum BuildPhase {
     /// Items read and written to item pages (total unknown: 0).
     LoadingItems,
+    /// The tree space learned from the sample.
+    LearningSpace,
     /// Items coded for the leaves.
     Coding,
     /// Trees built and written.
     BuildingTrees,
+    /// Items past the memory budget added to the written trees one by one.
+    StreamingItems,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum BuildError {
-    /// The in-memory build data would exceed the budget
-    /// (`maintenance_work_mem`); `needed` is a lower bound.
-    OutOfMemory {
-        needed: usize,
-        budget: usize,
-    },
     InvalidOptions(String),
     /// A vector does not have 2048 dimensions.
     WrongDimensions {
@@ -51,12 +53,6 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BuildError::OutOfMemory { needed, budget } => write!(
-                f,
-                "annoy build needs at least {} kB of memory, budget is {} kB",
-                needed.div_ceil(1024),
-                budget / 1024
-            ),
             BuildError::InvalidOptions(s) => write!(f, "invalid annoy options: {s}"),
             BuildError::WrongDimensions { tid, dims } => {
                 write!(
@@ -75,6 +71,9 @@ impl std::error::Error for BuildError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BuildStats {
     pub items: u64,
+    /// Items added to the trees one by one after they were built, because
+    /// the memory budget held only the others.
+    pub streamed: u64,
     pub leaf_pages: u32,
     pub split_pages: u32,
     pub item_pages: u32,
@@ -103,34 +102,52 @@ pub fn build<'v, S: PageStore>(
 pub struct Builder<'s, S: PageStore + 's> {
     store: &'s S,
     options: Options,
+    metric: Metric,
     leaf_size: usize,
-    space: TreeSpace,
     budget: usize,
     appender: ItemAppender<'s, S>,
     threads: usize,
     thread_init: fn(),
-    /// Reduced vectors (D' per item), half precision to halve build memory.
-    reduced: Vec<f16>,
+    /// A uniform sample of the items (reservoir, rows of 2048 f32; cosine
+    /// rows normalised), from which the tree space is learned.
+    sample: Vec<f32>,
+    sample_rng: Rng,
+    /// Items whose codes the build keeps and builds the trees from.
     locs: Vec<ItemLoc>,
+    /// Once the budget is used up: the first record of the items that are
+    /// streamed into the trees afterwards, and their number.
+    streaming_from: Option<ItemLoc>,
+    streamed: u64,
 }
+
+/// Items coded in memory whatever the budget (about 0.4 MB), so the trees
+/// always have a shape to stream the rest into.
+const MIN_IN_MEMORY: u64 = 1000;
+
+/// Items read back at a time while coding, and projected together on one
+/// thread (32 vectors of 8 KB stay in cache while the basis streams past).
+const CODING_CHUNK: usize = 512;
+const PROJECTION_BATCH: usize = 32;
 
 impl<'s, S: PageStore> Builder<'s, S> {
     /// Memory the build needs for `items` items, so the caller can fail
-    /// before scanning: reduced vectors (f16), item location, code with
-    /// scale and norm, and per-tree work (item ids, sort keys, the normals of
-    /// the split nodes: about one per 8 items) for each of `threads` trees
-    /// built at once.
+    /// before scanning: the sample and the basis being learned, then per
+    /// item its location, code with scale and norm, and per-tree work (item
+    /// ids, sort keys, the normals of the split nodes: about one per 8
+    /// items) for each of `threads` trees built at once.
     pub fn required_memory(options: &Options, items: u64, threads: usize) -> usize {
         let d = options.reduced_dims as usize;
+        let sample_rows = (items as usize).min(pca::SAMPLE_ROWS);
+        let fixed = 4 * DIMS * (sample_rows + 3 * d);
         let per_tree = 16 + d / 2;
-        let per_item = d * 2 + 8 + code_stride(d) + 8 + per_tree * threads.max(1);
-        per_item.saturating_mul(items as usize)
+        let per_item = 8 + code_stride(d) + 8 + per_tree * threads.max(1);
+        per_item.saturating_mul(items as usize).saturating_add(fixed)
     }
 
-    /// Builds the trees on up to `threads` threads (this one included; fewer
-    /// if the memory budget does not cover that many trees at once). Each
-    /// helper thread runs `thread_init` first; it never touches the store.
-    /// The result does not depend on the thread count.
+    /// Builds on up to `threads` threads (this one included; fewer trees at
+    /// once if the memory budget does not cover that many). Each helper
+    /// thread runs `thread_init` first; it never touches the store. The
+    /// result does not depend on the thread count.
     pub fn with_threads(mut self, threads: usize, thread_init: fn()) -> Self {
         self.threads = threads.max(1);
         self.thread_init = thread_init;
@@ -154,8 +171,7 @@ impl<'s, S: PageStore> Builder<'s, S> {
                 "trees must be in 1..={MAX_TREES}"
             )));
         }
-        let space = TreeSpace::new(metric, reduced, options.seed, ROTATION_ROUNDS as usize);
-        let capacity = leaf_capacity(store.body_size(), space.reduced_dims);
+        let capacity = leaf_capacity(store.body_size(), reduced);
         let leaf_size = match options.leaf_size as usize {
             0 => capacity,
             n if n <= capacity => n,
@@ -179,59 +195,86 @@ impl<'s, S: PageStore> Builder<'s, S> {
         Ok(Builder {
             store,
             options,
+            metric,
             leaf_size,
-            space,
             budget: memory_budget_bytes,
             appender: ItemAppender::new_chain(store),
             threads: 1,
             thread_init: || {},
-            reduced: Vec::new(),
+            sample: Vec::new(),
+            sample_rng: Rng::new(options.seed ^ 0x5A3F_1E5A_3F1E_5A3F),
             locs: Vec::new(),
+            streaming_from: None,
+            streamed: 0,
         })
     }
 
-    /// Writes one item to the item pages and keeps its reduced vector.
-    pub fn add(&mut self, tid: Tid, vector: &[f16]) -> Result<(), BuildError> {
+    /// Writes one item to the item pages and samples it for the tree space.
+    /// Returns `true` for the first item that no longer fits the memory
+    /// budget: it and every later item are streamed into the trees after
+    /// they are built (slower, but the build goes on in bounded memory).
+    pub fn add(&mut self, tid: Tid, vector: &[f16]) -> Result<bool, BuildError> {
         if vector.len() != DIMS {
             return Err(BuildError::WrongDimensions {
                 tid,
                 dims: vector.len(),
             });
         }
-        let n = self.locs.len() as u64 + 1;
-        // Fewer trees at once rather than failing when memory is tight.
-        while self.threads > 1 && Self::required_memory(&self.options, n, self.threads) > self.budget {
-            self.threads -= 1;
-        }
-        let needed = Self::required_memory(&self.options, n, self.threads);
-        if needed > self.budget {
-            return Err(BuildError::OutOfMemory {
-                needed,
-                budget: self.budget,
-            });
-        }
         let norm_sq = imgsim_kernels::norm_squared(vector);
-        self.locs.push(self.appender.append(ItemRecordHeader::live(tid, norm_sq, 0), vector));
-        let d = self.space.reduced_dims;
-        self.reduced.resize(self.reduced.len() + d, f16::ZERO);
-        let at = self.reduced.len() - d;
-        self.space
-            .reduce_item(vector, norm_sq, &mut self.reduced[at..]);
-        Ok(())
+        let loc = self.appender.append(ItemRecordHeader::live(tid, norm_sq, 0), vector);
+        let mut started_streaming = false;
+        if self.streaming_from.is_none() {
+            let n = self.locs.len() as u64 + 1;
+            // Fewer trees at once rather than streaming when memory is tight.
+            while self.threads > 1 && Self::required_memory(&self.options, n, self.threads) > self.budget {
+                self.threads -= 1;
+            }
+            if n > MIN_IN_MEMORY && Self::required_memory(&self.options, n, self.threads) > self.budget {
+                self.streaming_from = Some(loc);
+                started_streaming = true;
+            } else {
+                self.locs.push(loc);
+            }
+        }
+        if self.streaming_from.is_some() {
+            self.streamed += 1;
+        }
+        // Reservoir sampling (Algorithm R): every item is kept with
+        // probability SAMPLE_ROWS / n.
+        let seen = self.locs.len() + self.streamed as usize;
+        let slot = if seen <= pca::SAMPLE_ROWS {
+            self.sample.resize(seen * DIMS, 0.0);
+            Some(seen - 1)
+        } else {
+            Some(self.sample_rng.below(seen)).filter(|&j| j < pca::SAMPLE_ROWS)
+        };
+        if let Some(j) = slot {
+            let scale = match self.metric {
+                Metric::Cosine if norm_sq > 0.0 => 1.0 / norm_sq.sqrt(),
+                _ => 1.0,
+            };
+            for (o, v) in self.sample[j * DIMS..(j + 1) * DIMS].iter_mut().zip(vector) {
+                *o = v.to_f32() * scale;
+            }
+        }
+        Ok(started_streaming)
     }
 
-    /// Codes the items, builds and writes the trees, then the metapage.
+    /// Learns the tree space, codes the items, builds and writes the trees,
+    /// then the metapage.
     pub fn finish(self, progress: &mut dyn FnMut(BuildPhase, u64, u64)) -> BuildStats {
         let Builder {
             store,
             options,
+            metric,
             leaf_size,
-            mut space,
             appender,
             threads,
             thread_init,
-            reduced,
+            sample,
             locs,
+            streaming_from,
+            streamed,
             ..
         } = self;
         let n = locs.len();
@@ -239,40 +282,17 @@ impl<'s, S: PageStore> Builder<'s, S> {
         let item_head = locs.first().map_or(item_tail, |l| l.block);
         let item_pages = store.nblocks() - 1;
 
-        // Centre of the tree-space vectors, then codes relative to it.
-        let d = space.reduced_dims;
-        let mut v = vec![0f32; d];
-        let mut sum = vec![0f64; d];
-        for i in 0..n {
-            space.item_vector(&reduced[i * d..(i + 1) * d], &mut v);
-            sum.iter_mut()
-                .zip(&v)
-                .for_each(|(s, x)| *s += f64::from(*x));
-        }
-        if n > 0 {
-            space.center = sum.iter().map(|s| (s / n as f64) as f32).collect();
-        }
+        let d = options.reduced_dims as usize;
+        progress(BuildPhase::LearningSpace, 0, 0);
+        let basis = pca::learn_basis(&sample, d, options.seed, threads, thread_init);
+        drop(sample);
+        let (basis_block, basis_checksum) = write_basis(store, &basis);
+        let space = TreeSpace::new(metric, Arc::new(basis));
 
-        let stride = code_stride(d);
-        let mut coded = CodedItems {
-            stride,
-            codes: vec![0u8; n * stride],
-            scales: vec![0.0; n],
-            code_norms_sq: vec![0.0; n],
-        };
-        for i in 0..n {
-            let code = &mut coded.codes[i * stride..i * stride + d];
-            let (scale, norm) = space.item_code(&reduced[i * d..(i + 1) * d], code);
-            coded.scales[i] = scale;
-            coded.code_norms_sq[i] = norm;
-            if i % 4096 == 4095 {
-                progress(BuildPhase::Coding, i as u64 + 1, n as u64);
-            }
-        }
-        drop(reduced);
-
+        let coded = code_items(store, &space, &locs, threads, thread_init, progress);
         let mut stats = BuildStats {
-            items: n as u64,
+            items: n as u64 + streamed,
+            streamed,
             leaf_pages: 0,
             split_pages: 0,
             item_pages,
@@ -356,10 +376,12 @@ impl<'s, S: PageStore> Builder<'s, S> {
                 reduced_dims: d as u32,
                 trees: options.trees,
                 leaf_size: leaf_size as u32,
-                rotation_rounds: ROTATION_ROUNDS,
+                basis_block,
+                basis_pages: basis_pages(store.body_size(), d) as u32,
+                basis_checksum,
                 seed: options.seed,
-                item_count: n as u64,
-                live_count: n as u64,
+                item_count: n as u64 + streamed,
+                live_count: n as u64 + streamed,
                 item_head,
                 item_tail,
                 item_tail_used,
@@ -368,9 +390,100 @@ impl<'s, S: PageStore> Builder<'s, S> {
             roots,
             space,
         };
+        if let Some(start) = streaming_from {
+            stream_items(store, &meta, start, streamed, progress);
+        }
         meta.write_to(&mut store.write(META_BLOCK));
         stats
     }
+}
+
+/// Adds every record from `start` on to the written trees, one at a time
+/// (an insert's descent and leaf splits, without its record and metapage
+/// work: the build wrote the records and writes the metapage last).
+fn stream_items<S: PageStore>(
+    store: &S,
+    meta: &Meta,
+    start: ItemLoc,
+    total: u64,
+    progress: &mut dyn FnMut(BuildPhase, u64, u64),
+) {
+    let space = &meta.space;
+    let d = space.reduced_dims;
+    let mut vector = vec![f16::ZERO; DIMS];
+    let mut reduced = vec![f16::ZERO; d];
+    let mut code = vec![0u8; code_stride(d)];
+    let mut point = vec![0f32; d];
+    let mut done = 0u64;
+    for_each_record_from(store, start, |loc| {
+        let header = read_item(store, loc, &mut vector).expect("the build reads back the records it wrote");
+        space.reduce_item(&vector, header.norm_sq, &mut reduced);
+        let (scale, code_norm_sq) = space.item_code(&reduced, &mut code[..d]);
+        space.item_vector(&reduced, &mut point);
+        let entry = LeafEntryHeader {
+            item_block: loc.block,
+            item_offset: loc.offset,
+            reserved: 0,
+            scale,
+            code_norm_sq,
+        };
+        let new = NewEntry { entry, code: &code, point: &point, seed: meta.header.seed ^ loc.key() };
+        for (t, root) in meta.roots.iter().enumerate() {
+            add_to_tree(store, *root, t, &new).expect("the build's own trees are sound");
+        }
+        done += 1;
+        if done % 256 == 0 || done == total {
+            progress(BuildPhase::StreamingItems, done, total);
+        }
+    });
+}
+
+/// Reads every item back from the item pages (this thread: the store is
+/// not shared) and codes it, projecting a chunk of items at a time on
+/// `threads` threads.
+fn code_items<S: PageStore>(
+    store: &S,
+    space: &TreeSpace,
+    locs: &[ItemLoc],
+    threads: usize,
+    thread_init: fn(),
+    progress: &mut dyn FnMut(BuildPhase, u64, u64),
+) -> CodedItems {
+    let d = space.reduced_dims;
+    let stride = code_stride(d);
+    let n = locs.len();
+    let mut coded = CodedItems {
+        stride,
+        codes: vec![0u8; n * stride],
+        scales: vec![0.0; n],
+        code_norms_sq: vec![0.0; n],
+    };
+    let mut vectors = vec![f16::ZERO; CODING_CHUNK * DIMS];
+    let mut norms = vec![0f32; CODING_CHUNK];
+    let mut reduced = vec![f16::ZERO; CODING_CHUNK * d];
+    let mut v = vec![0f32; d];
+    for (c, chunk) in locs.chunks(CODING_CHUNK).enumerate() {
+        for (k, &loc) in chunk.iter().enumerate() {
+            let header = read_item(store, loc, &mut vectors[k * DIMS..(k + 1) * DIMS])
+                .expect("the build reads back the records it wrote");
+            norms[k] = header.norm_sq;
+        }
+        let per_batch = PROJECTION_BATCH * d;
+        pca::parallel_chunks(&mut reduced[..chunk.len() * d], per_batch, threads, thread_init, |b, out| {
+            let items = b * PROJECTION_BATCH..b * PROJECTION_BATCH + out.len() / d;
+            space.reduce_items(&vectors[items.start * DIMS..items.end * DIMS], &norms[items], out);
+        });
+        for k in 0..chunk.len() {
+            let i = c * CODING_CHUNK + k;
+            let code = &mut coded.codes[i * stride..i * stride + d];
+            space.item_vector(&reduced[k * d..(k + 1) * d], &mut v);
+            let (scale, norm) = quantize(&v, code);
+            coded.scales[i] = scale;
+            coded.code_norms_sq[i] = norm;
+        }
+        progress(BuildPhase::Coding, (c * CODING_CHUNK + chunk.len()) as u64, n as u64);
+    }
+    coded
 }
 
 /// int8 codes of all items, indexed by build item number.

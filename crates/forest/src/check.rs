@@ -6,7 +6,7 @@ use half::f16;
 
 use crate::format::*;
 use crate::items::{read_item, ItemLoc};
-use crate::meta::{Meta, META_BLOCK};
+use crate::meta::{read_basis, Meta, META_BLOCK};
 use crate::store::{PageKind, PageStore};
 use crate::Corruption;
 
@@ -27,6 +27,9 @@ pub struct CheckReport {
     pub item_pages: u32,
     pub split_pages: u32,
     pub leaf_pages: u32,
+    /// Pages holding the tree space's basis (their contents checked
+    /// against the metapage's checksum).
+    pub basis_pages: u32,
     pub leaf_entries: u64,
     /// Longest root-to-leaf path, in nodes.
     pub max_depth: u32,
@@ -64,6 +67,12 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
         trees: h.trees,
         ..CheckReport::default()
     };
+
+    read_basis(store, &h)?;
+    for block in h.basis_block..h.basis_block + h.basis_pages {
+        claim(block, PageKind::Basis)?;
+    }
+    report.basis_pages = h.basis_pages;
 
     // Item chain. Live items map to the code their leaf entries must carry.
     let body = store.body_size();

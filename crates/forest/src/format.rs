@@ -8,8 +8,12 @@
 //! kind in the special area; these layouts describe the body only):
 //!
 //! * **Meta** (block 0): [`MetaHeader`], then `MAX_TREES` [`NodeRef`] roots at
-//!   [`META_ROOTS_OFFSET`], then the build-time centre of the tree space
-//!   (`reduced_dims` f32) at [`META_CENTER_OFFSET`].
+//!   [`META_ROOTS_OFFSET`].
+//! * **Basis** (`basis_pages` consecutive blocks from `basis_block`, written
+//!   once by the build): the tree space's linear map as one byte stream
+//!   filling whole bodies: `reduced_dims` f32 offsets, then `reduced_dims`
+//!   rows of 2048 f16 (see [`crate::space::Basis`]). `basis_checksum` in the metapage
+//!   is [`basis_checksum`] of the stream.
 //! * **Item**: [`ItemPageHeader`], then fixed-size item records
 //!   ([`ItemRecordHeader`] + 2048 f16) packed back to back. Two records do not
 //!   fit in one body, so a record's vector may continue at the start of the
@@ -30,7 +34,7 @@ use std::mem::size_of;
 /// Magic number at the start of the metapage body ("ANFR").
 pub const META_MAGIC: u32 = 0x414E_4652;
 /// Bumped on every incompatible change of any layout in this file.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Dimensions of every indexed vector.
 pub const DIMS: usize = 2048;
 /// Bytes of one stored full vector.
@@ -152,12 +156,18 @@ pod_struct! {
         pub dims: u32,
         /// [`crate::Metric`] as u32.
         pub metric: u32,
-        /// D': coordinates kept from the rotated vector (the tree space).
+        /// D': coordinates of the tree space.
         pub reduced_dims: u32,
         pub trees: u32,
         pub leaf_size: u32,
-        pub rotation_rounds: u32,
+        /// First of the basis pages and their number.
+        pub basis_block: u32,
+        pub basis_pages: u32,
+        pub reserved0: u32,
+        /// Seed of the tree splits (and of the basis's random parts).
         pub seed: u64,
+        /// [`basis_checksum`] of the basis pages' contents.
+        pub basis_checksum: u64,
         /// Item record slots in the chain (live, deleted and free).
         pub item_count: u64,
         /// Item records not marked deleted.
@@ -172,15 +182,39 @@ pod_struct! {
         /// First record of the free list (block 0 = empty list).
         pub free_block: u32,
         pub free_offset: u16,
-        pub reserved0: u16,
-        pub reserved1: u32,
+        pub reserved1: u16,
+        pub reserved2: u32,
     }
-    size = 88;
+    size = 104;
+}
+
+/// Bytes of the basis stream: `reduced_dims` f32 offsets, then
+/// `reduced_dims` rows of 2048 f16.
+pub fn basis_bytes(reduced_dims: usize) -> usize {
+    reduced_dims * (4 + 2 * DIMS)
+}
+
+/// Pages the basis stream fills.
+pub fn basis_pages(body_size: usize, reduced_dims: usize) -> usize {
+    basis_bytes(reduced_dims).div_ceil(body_size)
+}
+
+/// Checksum of the basis stream (64-bit multiply–xorshift over its
+/// little-endian words): identifies a basis in caches and detects damaged
+/// basis pages.
+pub fn basis_checksum(stream: &[u8]) -> u64 {
+    let mut h = 0x243F_6A88_85A3_08D3u64 ^ stream.len() as u64;
+    for word in stream.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..word.len()].copy_from_slice(word);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= h >> 29;
+    }
+    h
 }
 
 pub const META_ROOTS_OFFSET: usize = MetaHeader::SIZE;
-pub const META_CENTER_OFFSET: usize = META_ROOTS_OFFSET + MAX_TREES * NodeRef::SIZE;
-const _: () = assert!(META_CENTER_OFFSET + MAX_REDUCED_DIMS * 4 <= 8152);
+const _: () = assert!(META_ROOTS_OFFSET + MAX_TREES * NodeRef::SIZE <= 8152);
 
 pod_struct! {
     /// Start of every item page body.
@@ -359,7 +393,7 @@ mod tests {
     #[test]
     fn sizes_and_round_trip() {
         assert_eq!(NodeRef::SIZE, 8);
-        assert_eq!(MetaHeader::SIZE, 88);
+        assert_eq!(MetaHeader::SIZE, 104);
         assert_eq!(ItemPageHeader::SIZE, 8);
         assert_eq!(ItemRecordHeader::SIZE, 16);
         assert_eq!(SplitPageHeader::SIZE, 8);

@@ -229,3 +229,20 @@ fn copy_f16s(bytes: &[u8], out: &mut [f16]) {
         *o = f16::from_le_bytes([b[0], b[1]]);
     }
 }
+
+/// Calls `f` with every record of the chain from `start` (a record written
+/// by this build) to the end, in chain order. Holds no page while `f` runs.
+pub fn for_each_record_from<S: PageStore>(store: &S, start: ItemLoc, mut f: impl FnMut(ItemLoc)) {
+    let mut block = start.block;
+    while block != 0 {
+        let header = ItemPageHeader::read(&store.read(block));
+        let first = ItemPageHeader::SIZE + header.continued_bytes as usize;
+        for k in 0..header.records_started as usize {
+            let offset = first + k * ITEM_RECORD_BYTES;
+            if block != start.block || offset >= start.offset as usize {
+                f(ItemLoc { block, offset: offset as u16 });
+            }
+        }
+        block = header.next;
+    }
+}

@@ -16,6 +16,7 @@ pub mod check;
 pub mod format;
 mod items;
 mod meta;
+pub mod pca;
 pub mod search;
 pub mod space;
 pub mod store;
@@ -105,6 +106,9 @@ impl Default for Options {
 pub struct Corruption {
     pub block: u32,
     pub detail: String,
+    /// Not damage: the metapage is of another on-disk format version (an
+    /// index built by another imgsim release, which must be rebuilt).
+    pub old_format: Option<u32>,
 }
 
 impl Corruption {
@@ -112,6 +116,18 @@ impl Corruption {
         Corruption {
             block,
             detail: detail.into(),
+            old_format: None,
+        }
+    }
+
+    pub(crate) fn old_format(version: u32) -> Self {
+        Corruption {
+            block: 0,
+            detail: format!(
+                "on-disk format version {version}, this imgsim reads version {}",
+                format::FORMAT_VERSION
+            ),
+            old_format: Some(version),
         }
     }
 }

@@ -12,6 +12,7 @@ pub enum PageKind {
     Item = 2,
     Split = 3,
     Leaf = 4,
+    Basis = 5,
 }
 
 impl PageKind {
@@ -21,6 +22,7 @@ impl PageKind {
             2 => PageKind::Item,
             3 => PageKind::Split,
             4 => PageKind::Leaf,
+            5 => PageKind::Basis,
             _ => return None,
         })
     }

@@ -37,10 +37,6 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
     let (scale, code_norm_sq) = meta.space.item_code(&reduced, &mut code[..td]);
     let mut point = vec![0f32; td];
     meta.space.item_vector(&reduced, &mut point);
-    point
-        .iter_mut()
-        .zip(&meta.space.center)
-        .for_each(|(p, c)| *p -= c);
 
     let loc = store_record(store, &mut meta.header, record, vector)?;
     let entry = LeafEntryHeader {
@@ -60,58 +56,78 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
     meta.write_to(&mut meta_page);
     drop(meta_page);
 
-    let capacity = leaf_capacity(store.body_size(), td);
-    let mut normal = vec![0f32; td];
+    let new_entry = NewEntry { entry, code: &code, point: &point, seed: meta.header.seed ^ loc.key() };
     for (t, root) in meta.roots.iter().enumerate().filter(|&(t, _)| !planted[t]) {
-        let mut node = *root;
-        for depth in 0.. {
-            if depth > MAX_TREE_DEPTH {
-                return Err(Corruption::new(
-                    node.block,
-                    "tree path too deep: pages form a cycle",
-                ));
-            }
-            match node.kind {
-                NODE_SPLIT => {
-                    let split = read_split(store, node, &mut normal)?;
-                    node = side(&split, &normal, &point);
-                }
-                NODE_LEAF => {
-                    check_kind(store, node.block, PageKind::Leaf)?;
-                    let mut page = store.write(node.block);
-                    let header = LeafPageHeader::read(&page);
-                    if header.flags & LEAF_SPLIT != 0 {
-                        let split = read_split_node(&page[LeafPageHeader::SIZE..], &mut normal);
-                        node = side(&split, &normal, &point);
-                        continue;
-                    }
-                    let count = header.count as usize;
-                    if count > capacity {
-                        return Err(Corruption::new(
-                            node.block,
-                            format!("leaf holds {count} entries"),
-                        ));
-                    }
-                    if count < capacity {
-                        write_leaf_entry(&mut page, count, &entry, &code);
-                        LeafPageHeader {
-                            count: count as u16 + 1,
-                            ..header
-                        }
-                        .write(&mut page);
-                    } else {
-                        let seed = meta.header.seed ^ loc.key() ^ ((t as u64) << 48);
-                        split_leaf(store, &mut page, td, (entry, &code), seed);
-                    }
-                    break;
-                }
-                NODE_EMPTY => break,
-                kind => return Err(Corruption::new(node.block, format!("bad node kind {kind}"))),
-            }
-        }
+        add_to_tree(store, *root, t, &new_entry)?;
     }
     finish_insert(store, loc);
     Ok(())
+}
+
+/// A leaf entry to add to the trees: the entry with its code, the item's
+/// tree-space point (which side of each split it goes) and the seed of any
+/// leaf split it causes.
+pub(crate) struct NewEntry<'a> {
+    pub entry: LeafEntryHeader,
+    pub code: &'a [u8],
+    pub point: &'a [f32],
+    pub seed: u64,
+}
+
+/// Descends tree `t` from `root` to the leaf for `new`, holding one page at
+/// a time, and adds the entry there; a full leaf is split (under its lock,
+/// with the two leaves it allocates).
+pub(crate) fn add_to_tree<S: PageStore>(store: &S, root: NodeRef, t: usize, new: &NewEntry) -> Result<(), Corruption> {
+    let td = new.point.len();
+    let capacity = leaf_capacity(store.body_size(), td);
+    let mut normal = vec![0f32; td];
+    let mut node = root;
+    for depth in 0.. {
+        if depth > MAX_TREE_DEPTH {
+            return Err(Corruption::new(
+                node.block,
+                "tree path too deep: pages form a cycle",
+            ));
+        }
+        match node.kind {
+            NODE_SPLIT => {
+                let split = read_split(store, node, &mut normal)?;
+                node = side(&split, &normal, new.point);
+            }
+            NODE_LEAF => {
+                check_kind(store, node.block, PageKind::Leaf)?;
+                let mut page = store.write(node.block);
+                let header = LeafPageHeader::read(&page);
+                if header.flags & LEAF_SPLIT != 0 {
+                    let split = read_split_node(&page[LeafPageHeader::SIZE..], &mut normal);
+                    node = side(&split, &normal, new.point);
+                    continue;
+                }
+                let count = header.count as usize;
+                if count > capacity {
+                    return Err(Corruption::new(
+                        node.block,
+                        format!("leaf holds {count} entries"),
+                    ));
+                }
+                if count < capacity {
+                    write_leaf_entry(&mut page, count, &new.entry, new.code);
+                    LeafPageHeader {
+                        count: count as u16 + 1,
+                        ..header
+                    }
+                    .write(&mut page);
+                } else {
+                    let seed = new.seed ^ ((t as u64) << 48);
+                    split_leaf(store, &mut page, td, (new.entry, new.code), seed);
+                }
+                return Ok(());
+            }
+            NODE_EMPTY => return Ok(()),
+            kind => return Err(Corruption::new(node.block, format!("bad node kind {kind}"))),
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// Stores a new record while the caller holds the metapage (whose header is

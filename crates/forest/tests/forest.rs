@@ -266,31 +266,46 @@ fn cancel_while_building_trees_on_threads() {
     assert!(cancelled.is_err());
 }
 
+/// A budget that holds only part of the items: the rest are streamed into
+/// the trees after they are built, and the index is as complete and nearly
+/// as good as one built in memory.
 #[test]
-fn out_of_memory_is_reported_early() {
-    let mut gen = Clustered::new(2, 11);
-    let data = gen.items(100);
+#[cfg_attr(debug_assertions, ignore = "slow in debug builds; run with --release")]
+fn build_past_the_memory_budget_streams_the_rest() {
+    let mut gen = Clustered::new(20, 11);
+    let data = gen.items(6000);
+    let queries = gen.queries(50);
+    let options = Options { trees: 4, ..Options::default() };
+    let in_memory = build_index(&data, Metric::L2, options).0;
+    // Enough for the fixed part and about 2000 items.
+    let budget = Builder::<MemStore>::required_memory(&options, 2000, 1);
     let store = MemStore::postgres_sized();
-    let mut seen = 0;
-    let items = data
-        .iter()
-        .enumerate()
-        .inspect(|_| seen += 1)
-        .map(|(i, v)| (tid(i), v.as_slice()));
-    let err = build(
-        &store,
-        Options::default(),
-        Metric::L2,
-        items,
-        20_000,
-        &mut |_, _, _| {},
-    )
-    .unwrap_err();
-    assert!(
-        matches!(err, BuildError::OutOfMemory { budget: 20_000, needed } if needed > 20_000),
-        "{err:?}"
-    );
-    assert!(seen < 100, "stopped early");
+    let mut phases = Vec::new();
+    let items = data.iter().enumerate().map(|(i, v)| (tid(i), v.as_slice()));
+    let stats = build(&store, options, Metric::L2, items, budget, &mut |phase, done, total| {
+        if phase == BuildPhase::StreamingItems {
+            phases.push((done, total));
+        }
+    })
+    .expect("build within a small budget");
+    assert_eq!(stats.items, 6000);
+    assert!((3900..=4100).contains(&stats.streamed), "streamed {}", stats.streamed);
+    assert_eq!(phases.last(), Some(&(stats.streamed, stats.streamed)));
+    let report = check(&store).expect("check");
+    assert_eq!(report.live_items, 6000);
+    assert_eq!(report.leaf_entries, 4 * 6000);
+    let (mut streamed_recall, mut in_memory_recall) = (0.0, 0.0);
+    for q in &queries {
+        let truth = brute_force(Metric::L2, &data, q, 10);
+        let found = |s: &MemStore| -> Vec<usize> {
+            search(s, q, SearchParams::default(), 10).iter().map(|(t, _)| index_of(*t)).collect()
+        };
+        streamed_recall += recall(&truth, &found(&store));
+        in_memory_recall += recall(&truth, &found(&in_memory));
+    }
+    let (s, m) = (streamed_recall / 50.0, in_memory_recall / 50.0);
+    eprintln!("recall@10 streamed {s}, in memory {m}");
+    assert!(s >= m - 0.05, "streamed build recall {s} vs {m}");
 }
 
 #[test]

@@ -120,3 +120,54 @@ pub fn brute_force(metric: Metric, data: &[Vec<f16>], q: &[f16], k: usize) -> Ve
 pub fn recall(truth: &[usize], found: &[usize]) -> f64 {
     truth.iter().filter(|t| found.contains(t)).count() as f64 / truth.len() as f64
 }
+
+/// The hard structured set: clusters in a latent space of rank `rank`,
+/// mapped into 2048-d by one random linear map followed by ReLU (so the data
+/// lie on a curved rank-`rank` manifold, non-negative like pooled CNN
+/// features) and L2-normalised. Neighbourhoods have `rank` dimensions, so
+/// a query's ten neighbours are not copies of one point.
+pub struct Manifold {
+    map: Vec<f32>,
+    centers: Vec<Vec<f32>>,
+    spreads: Vec<f32>,
+    rank: usize,
+    rng: Rng,
+}
+
+impl Manifold {
+    pub fn new(clusters: usize, rank: usize, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let map = (0..rank * DIMS).map(|_| gaussian(&mut rng)).collect();
+        let centers = (0..clusters)
+            .map(|_| (0..rank).map(|_| gaussian(&mut rng)).collect())
+            .collect();
+        let spreads = (0..clusters)
+            .map(|_| 0.4 + 0.6 * rng.below(1000) as f32 / 1000.0)
+            .collect();
+        Manifold { map, centers, spreads, rank, rng }
+    }
+
+    pub fn sample(&mut self) -> Vec<f16> {
+        let c = self.rng.below(self.centers.len());
+        let z: Vec<f32> = self.centers[c]
+            .iter()
+            .map(|m| m + self.spreads[c] * gaussian(&mut self.rng))
+            .collect();
+        // A random offset per output coordinate keeps about half of them
+        // positive before the ReLU.
+        let mut x = vec![0f32; DIMS];
+        for (j, zj) in z.iter().enumerate() {
+            for (e, a) in x.iter_mut().zip(&self.map[j * DIMS..(j + 1) * DIMS]) {
+                *e += zj * a;
+            }
+        }
+        let scale = 1.0 / (self.rank as f32).sqrt();
+        x.iter_mut().for_each(|e| *e = (*e * scale + 0.3).max(0.0));
+        let norm = x.iter().map(|e| e * e).sum::<f32>().sqrt().max(1e-12);
+        x.iter().map(|e| f16::from_f32(e / norm)).collect()
+    }
+
+    pub fn items(&mut self, n: usize) -> Vec<Vec<f16>> {
+        (0..n).map(|_| self.sample()).collect()
+    }
+}

@@ -1,0 +1,179 @@
+//! Kernels over f32 vectors of the index's reduced space: `f32 · f32`,
+//! `f32 · int8 code`, `f16 · f32` (the projection onto the stored basis)
+//! and `y += a·x`.
+//!
+//! One portable body with independent partial sums (fused multiply-adds)
+//! is compiled twice, once with AVX2 + FMA enabled, so both paths give
+//! bit-identical results (codes recomputed by `check` must match those
+//! written by the build, whatever the CPU).
+
+/// Independent partial sums: enough to fill the vector registers and hide
+/// the add latency.
+const LANES: usize = 32;
+
+macro_rules! lane_dot {
+    ($a:expr, $b:expr, $conv:expr) => {{
+        let (a, b) = ($a, $b);
+        let mut acc = [0f32; LANES];
+        let body = a.len() / LANES * LANES;
+        for (xs, ys) in a[..body].chunks_exact(LANES).zip(b[..body].chunks_exact(LANES)) {
+            for i in 0..LANES {
+                acc[i] = xs[i].mul_add($conv(ys[i]), acc[i]);
+            }
+        }
+        let mut sum: f32 = acc.iter().sum();
+        for (x, y) in a[body..].iter().zip(&b[body..]) {
+            sum = x.mul_add($conv(*y), sum);
+        }
+        sum
+    }};
+}
+
+fn code_as_f32(c: u8) -> f32 {
+    f32::from(c as i8)
+}
+
+fn dot_f32_i8_portable(q: &[f32], code: &[u8]) -> f32 {
+    lane_dot!(q, &code[..q.len()], code_as_f32)
+}
+
+fn dot_f32_portable(a: &[f32], b: &[f32]) -> f32 {
+    lane_dot!(a, &b[..a.len()], std::convert::identity)
+}
+
+fn dot_f16_f32_portable(a: &[half::f16], b: &[f32]) -> f32 {
+    lane_dot!(b, &a[..b.len()], half::f16::to_f32)
+}
+
+fn axpy_portable(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (o, v) in y.iter_mut().zip(x) {
+        *o = alpha.mul_add(*v, *o);
+    }
+}
+
+// The same bodies again (the macro, not a call: a function's target
+// features only reach code compiled inside it).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{code_as_f32, LANES};
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dot_f32_i8(q: &[f32], code: &[u8]) -> f32 {
+        lane_dot!(q, &code[..q.len()], code_as_f32)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        lane_dot!(a, &b[..a.len()], std::convert::identity)
+    }
+
+    /// Same lanes and order as the portable body: 32 partial sums (four
+    /// registers of 8, F16C widening) summed in lane order, then the tail.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot_f16_f32(a: &[half::f16], b: &[f32]) -> f32 {
+        use std::arch::x86_64::*;
+        let len = b.len();
+        let a = &a[..len];
+        let body = len / LANES * LANES;
+        let mut regs = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i < body {
+            for (k, r) in regs.iter_mut().enumerate() {
+                // SAFETY: i + 8k + 8 <= body <= len for both slices.
+                let (x, y) = unsafe {
+                    (
+                        _mm256_loadu_ps(b.as_ptr().add(i + 8 * k)),
+                        _mm256_cvtph_ps(_mm_loadu_si128(a.as_ptr().add(i + 8 * k).cast())),
+                    )
+                };
+                *r = _mm256_fmadd_ps(x, y, *r);
+            }
+            i += LANES;
+        }
+        let mut acc = [0f32; LANES];
+        for (k, r) in regs.iter().enumerate() {
+            // SAFETY: acc has room for 8 floats at 8k.
+            unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(8 * k), *r) };
+        }
+        let mut sum: f32 = acc.iter().sum();
+        for (x, y) in b[body..].iter().zip(&a[body..]) {
+            sum = x.mul_add(y.to_f32(), sum);
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        for (o, v) in y.iter_mut().zip(x) {
+            *o = alpha.mul_add(*v, *o);
+        }
+    }
+}
+
+#[inline]
+fn avx2_available() -> bool {
+    // x86::available() covers AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::x86::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+macro_rules! dispatch {
+    ($name:ident, $portable:ident, ($($arg:ident: $ty:ty),+) $(-> $ret:ty)?) => {
+        #[inline]
+        pub fn $name($($arg: $ty),+) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            if avx2_available() {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above); the
+                // function is safe code compiled with those features.
+                return unsafe { avx2::$name($($arg),+) };
+            }
+            $portable($($arg),+)
+        }
+    };
+}
+
+dispatch!(dot_f32_i8, dot_f32_i8_portable, (q: &[f32], code: &[u8]) -> f32);
+dispatch!(dot_f32, dot_f32_portable, (a: &[f32], b: &[f32]) -> f32);
+dispatch!(dot_f16_f32, dot_f16_f32_portable, (a: &[half::f16], b: &[f32]) -> f32);
+dispatch!(axpy, axpy_portable, (alpha: f32, x: &[f32], y: &mut [f32]));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simd_and_portable_agree_bitwise() {
+        let mut state = 3u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2001) as f32 / 1000.0 - 1.0
+        };
+        for len in [1, 31, 64, 257, 2048] {
+            let a: Vec<f32> = (0..len).map(|_| next()).collect();
+            let b: Vec<f32> = (0..len).map(|_| 10.0 * next()).collect();
+            let c: Vec<u8> = (0..len).map(|_| (next() * 127.0) as i8 as u8).collect();
+            assert_eq!(dot_f32_i8(&a, &c).to_bits(), dot_f32_i8_portable(&a, &c).to_bits());
+            assert_eq!(dot_f32(&a, &b).to_bits(), dot_f32_portable(&a, &b).to_bits());
+            let h: Vec<half::f16> = b.iter().map(|x| half::f16::from_f32(*x)).collect();
+            assert_eq!(dot_f16_f32(&h, &a).to_bits(), dot_f16_f32_portable(&h, &a).to_bits());
+            let naive: f64 = a.iter().zip(&c).map(|(x, y)| f64::from(*x) * f64::from(*y as i8)).sum();
+            assert!((f64::from(dot_f32_i8(&a, &c)) - naive).abs() < 1e-3 * (1.0 + naive.abs()));
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            assert!((f64::from(dot_f32(&a, &b)) - naive).abs() < 1e-3 * (1.0 + naive.abs()));
+            let mut y1 = b.clone();
+            let mut y2 = b.clone();
+            axpy(0.5, &a, &mut y1);
+            axpy_portable(0.5, &a, &mut y2);
+            assert_eq!(y1, y2);
+            assert!((y1[0] - (b[0] + 0.5 * a[0])).abs() < 1e-6);
+        }
+    }
+}
