@@ -755,3 +755,24 @@ fn recall_inner_product_varied_norms() {
     assert!(overlap < 0.5, "norms too uniform for this test: {overlap}");
     assert!(r >= 0.8, "inner product recall@10 {r}");
 }
+
+/// An index of another on-disk format version is reported as such (the glue
+/// says "REINDEX" with 0A000), not as damage.
+#[test]
+fn other_format_version_is_not_corruption() {
+    let mut gen = Clustered::new(4, 23);
+    let data = gen.items(50);
+    let (store, _) = build_index(&data, Metric::L2, small_options());
+    let mut meta = MetaHeader::read(&store.read(0));
+    meta.version = FORMAT_VERSION - 1;
+    meta.write(&mut store.write(0));
+    let err = check(&store).expect_err("old version refused");
+    assert_eq!(err.old_format, Some(FORMAT_VERSION - 1), "{err}");
+    let err = Searcher::new(&store, &data[0], SearchParams::default()).err().expect("search refused");
+    assert_eq!(err.old_format, Some(FORMAT_VERSION - 1));
+    // Real damage is not an old format.
+    meta.version = FORMAT_VERSION;
+    meta.basis_checksum ^= 1;
+    meta.write(&mut store.write(0));
+    assert_eq!(check(&store).expect_err("bad basis checksum").old_format, None);
+}
