@@ -29,6 +29,20 @@ pub const DEFAULT_SEARCH_K: usize = 1500;
 /// Default `rerank`: inner product needs 100 where L2 is fine with 60.
 pub const DEFAULT_RERANK: usize = 100;
 
+/// Candidates scored per row returned past the first ten, on top of
+/// `search_k`: a scan that has to go deep (a selective filter) needs a
+/// candidate pool that covers the r nearest items, not only the first ten.
+const CANDIDATES_PER_ROW: usize = 16;
+/// Candidates re-ranked at a time after the first batch.
+const RERANK_STEP: usize = 16;
+/// How far below its code estimate an item's exact distance may lie: a
+/// row is returned once every candidate not yet re-ranked is estimated at
+/// least this much farther. Small for the first batch (a LIMIT 10 then
+/// rarely re-ranks more than it), larger past it, where a filtered scan
+/// needs the order to hold deep into the ranking.
+const FIRST_BATCH_SLACK: f32 = 0.1;
+const DEEP_SLACK: f32 = 0.3;
+
 impl Default for SearchParams {
     fn default() -> Self {
         SearchParams {
@@ -53,9 +67,12 @@ impl Ord for Ord32 {
     }
 }
 
-/// An ordered scan. Yields `(tid, exact distance)`: each batch of `rerank`
-/// candidates in ascending exact distance; when a batch is used up the
-/// search widens, until every live item has been returned exactly once.
+/// An ordered scan. Yields `(tid, exact distance)`: re-ranks the best
+/// `rerank` candidates by code, then returns the closest re-ranked row once
+/// no candidate not yet re-ranked is estimated closer (re-ranking more in
+/// small steps until then), so rows leave in near-exact order; the candidate
+/// pool grows with the rows returned, until every live item has been
+/// returned exactly once.
 pub struct Searcher<'s, S: PageStore> {
     store: &'s S,
     meta: Meta,
@@ -75,6 +92,10 @@ pub struct Searcher<'s, S: PageStore> {
     approx: BinaryHeap<Reverse<(Ord32, ItemLoc)>>,
     /// Re-ranked, not yet returned.
     exact: BinaryHeap<Reverse<(Ord32, Tid)>>,
+    returned: usize,
+    /// `q · mean` in the tree space: what inner-product estimates lack to
+    /// be comparable with exact distances.
+    ip_shift: f32,
     vector: Vec<f16>,
     normal: Vec<f32>,
     /// Set once the pages turned out corrupted.
@@ -139,6 +160,8 @@ impl<'s, S: PageStore> Searcher<'s, S> {
             .map(|&r| (Ord32(f32::INFINITY), NodeKey::new(r, 0)))
             .collect();
         let normal = vec![0.0; meta.reduced_dims()];
+        let uncentred_query = meta.space.query_uncentred(query);
+        let ip_shift = dot_f32(&uncentred_query, &meta.space.basis.offset);
         Ok(Searcher {
             store,
             params: SearchParams {
@@ -149,7 +172,7 @@ impl<'s, S: PageStore> Searcher<'s, S> {
             query_norm_sq: imgsim_kernels::norm_squared(query),
             tree_query,
             tree_query_norm_sq,
-            uncentred_query: meta.space.query_uncentred(query),
+            uncentred_query,
             nodes,
             seen: HashSet::with_capacity_and_hasher(
                 2 * params.search_k,
@@ -158,6 +181,8 @@ impl<'s, S: PageStore> Searcher<'s, S> {
             scored: 0,
             approx: BinaryHeap::new(),
             exact: BinaryHeap::new(),
+            returned: 0,
+            ip_shift,
             vector: vec![f16::ZERO; DIMS],
             normal,
             meta,
@@ -185,17 +210,38 @@ impl<'s, S: PageStore> Searcher<'s, S> {
 
     fn advance(&mut self) -> Result<Option<(Tid, f32)>, Corruption> {
         loop {
-            if let Some(Reverse((d, tid))) = self.exact.pop() {
-                return Ok(Some((tid, d.0)));
+            // Rows past the first ten (a plain LIMIT 10 never gets there).
+            let deep = self.returned.saturating_sub(10);
+            let wanted = self.params.search_k + CANDIDATES_PER_ROW * deep;
+            if !self.nodes.is_empty() && (self.approx.len() < self.params.rerank || self.scored < wanted) {
+                self.gather(wanted.max(self.scored + self.params.search_k))?;
             }
-            if self.approx.len() < self.params.rerank && !self.nodes.is_empty() {
-                self.gather(self.scored + self.params.search_k)?;
-            }
-            if self.approx.is_empty() {
+            if let Some(&Reverse((d, tid))) = self.exact.peek() {
+                let beaten = self.approx.peek().is_some_and(|Reverse((e, _))| self.could_be_closer(e.0, d.0));
+                if !beaten {
+                    self.exact.pop();
+                    self.returned += 1;
+                    return Ok(Some((tid, d.0)));
+                }
+            } else if self.approx.is_empty() {
                 return Ok(None);
             }
-            self.rerank_batch()?;
+            let first = self.returned == 0 && self.exact.is_empty();
+            self.rerank_batch(if first { self.params.rerank } else { RERANK_STEP })?;
         }
+    }
+
+    /// Whether a candidate whose code estimate is `estimate` may be closer
+    /// than `distance` (exact, in the metric's units).
+    fn could_be_closer(&self, estimate: f32, distance: f32) -> bool {
+        let estimated = match self.meta.space.metric {
+            // Squared tree-space distance of (for cosine, normalised) vectors.
+            Metric::L2 => estimate.max(0.0).sqrt(),
+            Metric::Cosine => estimate.max(0.0) / 2.0,
+            Metric::InnerProduct => estimate - self.ip_shift,
+        };
+        let slack = if self.returned < self.params.rerank { FIRST_BATCH_SLACK } else { DEEP_SLACK };
+        estimated - slack * estimated.abs() < distance
     }
 
     /// Visits nodes until `target` distinct candidates have been scored or
@@ -317,9 +363,9 @@ impl<'s, S: PageStore> Searcher<'s, S> {
         Ok(())
     }
 
-    /// Moves the best `rerank` candidates by code to the exact heap.
-    fn rerank_batch(&mut self) -> Result<(), Corruption> {
-        let take = self.params.rerank.min(self.approx.len());
+    /// Moves the best `count` candidates by code to the exact heap.
+    fn rerank_batch(&mut self, count: usize) -> Result<(), Corruption> {
+        let take = count.min(self.approx.len());
         let mut batch: Vec<ItemLoc> = (0..take)
             .filter_map(|_| self.approx.pop())
             .map(|Reverse((_, loc))| loc)

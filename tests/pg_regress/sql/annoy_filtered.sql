@@ -36,6 +36,29 @@ SELECT (SELECT count(*) FROM unnest(array(
             SELECT id FROM items WHERE category = 7 ORDER BY emb <-> (SELECT q FROM query) LIMIT 10)) i
         WHERE i = ANY ((SELECT ids FROM exact)::int[])) >= 9 AS filtered_recall_ok;
 
+-- Filtered recall@10 against the exact filtered top 10 at 1 %, 10 % and 50 %
+-- selectivity, over 20 queries near the centres (not in the table): the scan
+-- returns rows in near-exact order deep into the ranking.
+CREATE TABLE fqueries AS
+SELECT c AS qid, (SELECT array_agg(v + ((random() * 2 - 1) * 0.3)::real) FROM unnest(x) v)::vector2048 AS q
+FROM centres WHERE c <= 20;
+CREATE FUNCTION pg_temp.filtered_top10(use_index boolean, modulus int)
+RETURNS TABLE (qid int, ids int[]) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('enable_seqscan', (NOT use_index)::text, true);
+    PERFORM set_config('enable_indexscan', use_index::text, true);
+    RETURN QUERY
+    SELECT f.qid, array(SELECT id FROM items WHERE id % modulus = f.qid % modulus
+                        ORDER BY emb <-> f.q LIMIT 10)
+    FROM fqueries f;
+END $$;
+SELECT modulus, (100 / modulus) || ' %' AS selectivity,
+       avg((SELECT count(*) FROM unnest(a.ids) i WHERE i = ANY (e.ids)))::numeric / 10 >= 0.95 AS filtered_recall_ok,
+       bool_and(cardinality(a.ids) = 10) AS never_short
+FROM unnest(ARRAY[100, 10, 2]) modulus,
+     LATERAL pg_temp.filtered_top10(false, modulus) e JOIN LATERAL pg_temp.filtered_top10(true, modulus) a USING (qid)
+GROUP BY modulus ORDER BY modulus DESC;
+
 -- At the bound the scan ends: the query returns what it found so far.
 SET annoy.max_scan_items = 100;
 SELECT count(*) AS rows_at_bound FROM (
