@@ -1,0 +1,202 @@
+"""annoy against pgvector's HNSW in one PostgreSQL server, on the same rows.
+
+Loads a data set into two tables (vector2048 with an annoy index, halfvec(2048)
+with an HNSW index: pgvector's binary format for halfvec is the same as
+vector2048's), builds both indexes (timed), computes the exact top 10 of every
+query with numpy, then sweeps each index's search knob, alternating between
+the two methods every round:
+  * recall@10 against the exact top 10, through psycopg 3 with prepared
+    statements (the query vector read from a table by id, as an app would);
+  * queries/s with pgbench -M prepared, for 1 and 2 clients.
+Prints the medians and, per method, the best q/s at recall >= 0.95 and 0.99.
+
+usage: compare_hnsw.py --dsn DSN --set hard|clustered [--items N] [--queries Q]
+       [--rounds R] [--seconds S] [--annoy-sweep 500,1000,...] [--hnsw-sweep 10,20,...]
+"""
+import argparse
+import io
+import os
+import statistics
+import struct
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+import psycopg
+
+DIMS = 2048
+
+
+def manifold_set(n, queries, rank=128, seed=42):
+    """Clusters in a rank-`rank` latent space, mapped to 2048-d by one random
+    linear map and ReLU, L2-normalised; queries drawn the same way (not in
+    the set). Mirrors crates/forest/tests/common Manifold."""
+    rng = np.random.default_rng(seed)
+    clusters = max(10, n // 100)
+    linear = rng.standard_normal((rank, DIMS)).astype(np.float32) / np.sqrt(rank)
+    centres = rng.standard_normal((clusters, rank)).astype(np.float32)
+    spreads = rng.uniform(0.4, 1.0, clusters).astype(np.float32)
+
+    def draw(count):
+        out = np.empty((count, DIMS), np.float32)
+        for start in range(0, count, 10_000):
+            m = min(10_000, count - start)
+            c = rng.integers(0, clusters, m)
+            z = centres[c] + spreads[c, None] * rng.standard_normal((m, rank)).astype(np.float32)
+            x = np.maximum(z @ linear + 0.3, 0)
+            out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out
+
+    return draw(n), draw(queries)
+
+
+def copy_binary(vectors):
+    """PostgreSQL binary COPY of (id int, emb) rows: vector2048 and halfvec
+    share the wire format (int16 dims, int16 zero, big-endian halves)."""
+    out = io.BytesIO()
+    out.write(b"PGCOPY\n\xff\r\n\0" + struct.pack(">II", 0, 0))
+    halves = vectors.astype(">f2")
+    head = struct.pack(">ihh", 4 + 2 * DIMS, DIMS, 0)
+    for i, row in enumerate(halves, start=1):
+        out.write(struct.pack(">hii", 2, 4, i) + head + row.tobytes())
+    out.write(struct.pack(">h", -1))
+    return out.getvalue()
+
+
+def load(conn, table, column_type, vectors):
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, emb {column_type})")
+    with conn.cursor().copy(f"COPY {table} (id, emb) FROM STDIN WITH (FORMAT binary)") as copy:
+        copy.write(copy_binary(vectors))
+    conn.execute(f"VACUUM ANALYZE {table}")
+
+
+METHODS = {
+    # method: (items table, queries table, operator, knob)
+    "annoy": ("a_items", "a_queries", "<->", "annoy.search_k"),
+    "hnsw": ("h_items", "h_queries", "<->", "hnsw.ef_search"),
+}
+
+
+def statement(method):
+    items, queries, op, _ = METHODS[method]
+    return f"SELECT id FROM {items} ORDER BY emb {op} (SELECT emb FROM {queries} WHERE id = %s) LIMIT 10"
+
+
+def recall(dsn, method, value, truth):
+    knob = METHODS[method][3]
+    with psycopg.connect(dsn, prepare_threshold=0, autocommit=True) as conn:
+        conn.execute(f"SET {knob} = {value}")
+        conn.execute("SET jit = off")
+        sql = statement(method)
+        found = 0
+        for q in range(len(truth)):
+            ids = [r[0] - 1 for r in conn.execute(sql, (q + 1,), prepare=True)]
+            found += len(set(ids) & set(truth[q]))
+    return found / (10 * len(truth))
+
+
+def throughput(pgbench, conn_args, method, value, clients, seconds, queries):
+    knob = METHODS[method][3]
+    script = statement(method).replace("%s", ":qid")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(f"\\set qid random(1, {queries})\n{script};\n")
+        path = f.name
+    env = dict(os.environ, PGOPTIONS=f"-c {knob}={value} -c jit=off")
+    out = subprocess.run(
+        [pgbench, *conn_args, "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients),
+         "-T", str(seconds), "-f", path],
+        env=env, capture_output=True, text=True, check=True).stdout
+    os.unlink(path)
+    for line in out.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise RuntimeError(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dsn", required=True)
+    ap.add_argument("--pgbench", default="/usr/lib/postgresql/15/bin/pgbench")
+    ap.add_argument("--pgbench-conn", default="-h /tmp -p 56510 -U postgres imgsim_hnsw")
+    ap.add_argument("--set", choices=["hard"], default="hard")
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--annoy-sweep", default="1000,2000,3000,4000,6000,8000,12000")
+    ap.add_argument("--hnsw-sweep", default="10,20,40,60,80,120,200")
+    ap.add_argument("--annoy-options", default="")
+    ap.add_argument("--extension", default="imgsim", help="name the imgsim extension is installed under")
+    args = ap.parse_args()
+    conn_args = args.pgbench_conn.split()
+
+    t = time.time()
+    items, queries = manifold_set(args.items, args.queries)
+    items = items.astype(np.float16).astype(np.float32)
+    queries = queries.astype(np.float16).astype(np.float32)
+    print(f"hard set: {len(items)} items, {len(queries)} queries (rank-128 manifold, ReLU, normalised), "
+          f"generated in {time.time() - t:.0f} s", flush=True)
+    # Exact top 10 by L2 (ties are negligible on continuous data).
+    truth = []
+    sq = (items * items).sum(1)
+    for start in range(0, len(queries), 100):
+        q = queries[start:start + 100]
+        d = sq[None, :] - 2 * q @ items.T
+        truth.extend(np.argpartition(d, 10, axis=1)[:, :10].tolist())
+
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE EXTENSION IF NOT EXISTS {args.extension}")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        for table, kind, data in [("a_items", "vector2048", items), ("a_queries", "vector2048", queries),
+                                  ("h_items", "halfvec(2048)", items), ("h_queries", "halfvec(2048)", queries)]:
+            load(conn, table, kind, data)
+        conn.execute("CHECKPOINT")
+        with_options = f" WITH ({args.annoy_options})" if args.annoy_options else ""
+        builds = {}
+        for method, sql in [("annoy", f"CREATE INDEX a_annoy ON a_items USING annoy (emb){with_options}"),
+                            ("hnsw", "CREATE INDEX h_hnsw ON h_items USING hnsw (emb halfvec_l2_ops)")]:
+            t = time.time()
+            conn.execute(sql)
+            builds[method] = time.time() - t
+        sizes = {m: conn.execute(f"SELECT pg_relation_size('{i}')").fetchone()[0]
+                 for m, i in [("annoy", "a_annoy"), ("hnsw", "h_hnsw")]}
+    for m in ("annoy", "hnsw"):
+        print(f"{m}: build {builds[m]:.1f} s, index {sizes[m] / 2**20:.0f} MiB", flush=True)
+
+    sweeps = {"annoy": [int(v) for v in args.annoy_sweep.split(",")],
+              "hnsw": [int(v) for v in args.hnsw_sweep.split(",")]}
+    results = {(m, v): {"recall": None, 1: [], 2: []} for m in sweeps for v in sweeps[m]}
+    for (m, v), r in results.items():
+        r["recall"] = recall(args.dsn, m, v, truth)
+    for rnd in range(args.rounds):
+        for clients in (1, 2):
+            # Alternate the methods point by point, so drift hits both alike.
+            for i in range(max(len(s) for s in sweeps.values())):
+                for m in ("annoy", "hnsw"):
+                    if i < len(sweeps[m]):
+                        v = sweeps[m][i]
+                        results[(m, v)][clients].append(
+                            throughput(args.pgbench, conn_args, m, v, clients, args.seconds, len(queries)))
+        print(f"round {rnd + 1} of {args.rounds} done", flush=True)
+
+    print(f"\n| method | knob | recall@10 | q/s, 1 client | q/s, 2 clients |\n|---|---:|---:|---:|---:|")
+    for (m, v), r in results.items():
+        print(f"| {m} | {METHODS[m][3]} = {v} | {r['recall']:.3f} | {statistics.median(r[1]):.0f} | "
+              f"{statistics.median(r[2]):.0f} |")
+    print()
+    for target in (0.95, 0.99):
+        for clients in (1, 2):
+            best = {}
+            for m in ("annoy", "hnsw"):
+                ok = [statistics.median(r[clients]) for (mm, v), r in results.items()
+                      if mm == m and r["recall"] >= target]
+                best[m] = max(ok) if ok else None
+            ratio = (f"{best['annoy'] / best['hnsw']:.2f}x" if best["annoy"] and best["hnsw"] else "n/a")
+            print(f"recall >= {target}, {clients} client(s): annoy {best['annoy'] and round(best['annoy'])} q/s, "
+                  f"hnsw {best['hnsw'] and round(best['hnsw'])} q/s, annoy/hnsw {ratio}")
+
+
+if __name__ == "__main__":
+    main()
