@@ -5,7 +5,7 @@ use pgrx::prelude::*;
 use pgrx::{PgRelation, PgSqlErrorCode};
 
 use super::page::{Logging, PgStore};
-use super::{raise_corruption, relation_name};
+use super::relation::{raise_corruption, relation_name};
 use crate::error::UserError;
 
 /// Verifies page kinds and magic, the metapage, the free list, and that
