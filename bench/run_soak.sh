@@ -55,4 +55,10 @@ index_end=$(sql $PORT -c "SELECT pg_relation_size('soak_annoy')")
 echo "# index: $((index_start / 1024)) kB at the start, $((index_end / 1024)) kB at the end;" \
     "$items record slots ($free free) for $live live rows; $written rows written in all"
 ok "the index stays bounded: $items record slots <= 2 x $live live rows" test "$items" -le $((2 * live))
+# How long writers wait for a check of an idle index this size (median of 5).
+check_ms=$(sql $PORT -c "CREATE FUNCTION pg_temp.check_ms() RETURNS float8 LANGUAGE plpgsql AS \$\$
+        DECLARE started timestamptz := clock_timestamp();
+        BEGIN PERFORM * FROM annoy_index_check('soak_annoy'); RETURN 1000 * extract(epoch FROM clock_timestamp() - started); END \$\$" \
+    -c "SELECT round(percentile_disc(0.5) WITHIN GROUP (ORDER BY pg_temp.check_ms())::numeric, 1) FROM generate_series(1, 5)")
+echo "# annoy_index_check of the idle index ($items record slots): $check_ms ms"
 finish_tap
