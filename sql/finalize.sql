@@ -36,17 +36,18 @@ CREATE OPERATOR <> (
 );
 
 -- The annoy index access method and its operator classes. Support function 1
--- is the opclass's distance function: it tells the build which metric to use.
+-- returns the opclass's metric (its number in imgsim_forest::Metric), which
+-- the build records in the index and the scan orders by.
 CREATE ACCESS METHOD annoy TYPE INDEX HANDLER annoy_handler;
 
 CREATE OPERATOR CLASS vector2048_l2_ops DEFAULT FOR TYPE vector2048 USING annoy AS
     OPERATOR 1 <-> (vector2048, vector2048) FOR ORDER BY float_ops,
-    FUNCTION 1 l2_distance(vector2048, vector2048);
+    FUNCTION 1 annoy_l2_metric(internal);
 
 CREATE OPERATOR CLASS vector2048_cosine_ops FOR TYPE vector2048 USING annoy AS
     OPERATOR 1 <=> (vector2048, vector2048) FOR ORDER BY float_ops,
-    FUNCTION 1 cosine_distance(vector2048, vector2048);
+    FUNCTION 1 annoy_cosine_metric(internal);
 
 CREATE OPERATOR CLASS vector2048_ip_ops FOR TYPE vector2048 USING annoy AS
     OPERATOR 1 <#> (vector2048, vector2048) FOR ORDER BY float_ops,
-    FUNCTION 1 vector2048_negative_inner_product(vector2048, vector2048);
+    FUNCTION 1 annoy_inner_product_metric(internal);

@@ -30,7 +30,11 @@ impl UserError {
         self.0.report(PgLogLevel::NOTICE);
     }
 
-    /// Raise the error: Postgres longjmps out, so this never returns.
+    /// Raise the error. pgrx turns an ERROR into a Rust panic: it unwinds
+    /// the Rust frames (running their `Drop`s, which is how a page write
+    /// guard aborts its WAL record) up to the `#[pg_guard]` boundary of the
+    /// callback, which re-raises it with `ereport`; Postgres then longjmps to
+    /// its own error handler. So this never returns.
     pub fn raise(self) -> ! {
         self.0.report(PgLogLevel::ERROR);
         unreachable!("ereport(ERROR) returned")

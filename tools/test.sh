@@ -14,10 +14,19 @@ run_suite() {
 }
 
 rust_unit_tests() {
-    # IMGSIM_REQUIRE_TEST_DATA: a missing photo or model fails the tests
-    # instead of skipping them.
+    # The Python reference pipeline's descriptors of the sample photos and of
+    # the large progressive and baseline JPEGs (read at 1/8 and at full scale),
+    # for embed's matches_python_reference. The tests also replay the fuzz
+    # corpora (crates/vector-io/fuzz, crates/embed/fuzz).
+    local reference="$STATE_DIR/reference/python_descriptors.npy"
+    mkdir -p "$(dirname "$reference")"
+    "$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "$REPO_ROOT/models/efficientnet-lite0.json" \
+        --runs 1 --dump "$reference" "$PHOTOS_DIR" "$DERIVED_DIR/derived_astronaut_large_progressive.jpg" \
+        "$DERIVED_DIR/derived_astronaut_large_baseline.jpg" >/dev/null || return 1
+    # IMGSIM_REQUIRE_TEST_DATA: a missing photo, model or reference fails the
+    # tests instead of skipping them.
     (cd "$REPO_ROOT" && IMGSIM_TEST_PHOTOS="$PHOTOS_DIR" IMGSIM_ONNXRUNTIME="$ORT_LIB" IMGSIM_REQUIRE_TEST_DATA=1 \
-        cargo test --release --workspace --exclude imgsim)
+        IMGSIM_REFERENCE_DUMP="$reference" cargo test --release --workspace --exclude imgsim)
 }
 
 model_conversion_test() {
@@ -76,7 +85,8 @@ run_suite "command-line loader, search and HTML page" env IMGSIM_CLI="$IMGSIM_CL
     IMGSIM_TEST_PHOTOS="$SERVER_PHOTOS" IMGSIM_PYTHON="$VENV/bin/python" bash "$REPO_ROOT/tests/cli/test_cli.sh"
 run_suite "crash recovery: kill -9 during inserts" bash "$REPO_ROOT/tests/tap/crash_recovery.sh"
 run_suite "streaming replica answers like the primary" bash "$REPO_ROOT/tests/tap/replica.sh"
-run_suite "concurrent inserts, deletes, queries and VACUUM" bash "$REPO_ROOT/tests/tap/concurrency.sh"
+run_suite "concurrent inserts, deletes, queries, VACUUM and index checks" bash "$REPO_ROOT/tests/tap/concurrency.sh"
+run_suite "soak: 60 s of mixed pgbench work on 2 clients" bash "$REPO_ROOT/bench/run_soak.sh" 60 2
 
 CURRENT_STEP="summary"
 echo

@@ -11,7 +11,8 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
 use super::page::{log_bulk_build, Logging, PgStore};
-use super::{index_metric, options, relation_name, tid_from_item_pointer};
+use super::options;
+use super::relation::{index_metric, relation_name, tid_from_item_pointer};
 use crate::error::UserError;
 use crate::vector::VectorRef;
 

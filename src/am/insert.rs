@@ -5,7 +5,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::page::{Logging, PgStore};
-use super::{raise_corruption, relation_name, tid_from_item_pointer};
+use super::relation::{raise_corruption, relation_name, tid_from_item_pointer};
 use crate::vector::VectorRef;
 
 #[pg_guard]

@@ -24,7 +24,7 @@
 //! uses [`Logging::BulkBuild`]: pages are only marked dirty, and the build
 //! WAL-logs the whole relation with `log_newpage_range` at the end.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
 
 use imgsim_forest::{PageKind, PageStore};
@@ -63,6 +63,11 @@ pub struct PgStore {
     fork: pg_sys::ForkNumber::Type,
     logging: Logging,
     group: RefCell<Option<WriteGroup>>,
+    /// The block count, when no other backend can extend the relation while
+    /// the store lives (see [`PgStore::with_fixed_size`]): read from the
+    /// kernel once, then counted by our own `allocate`s. `None`: others may
+    /// extend it, so every `nblocks` asks the kernel.
+    fixed_nblocks: Option<Cell<u32>>,
 }
 
 /// The GenericXLog record shared by the write guards of existing pages that
@@ -80,7 +85,21 @@ impl PgStore {
     /// # Safety
     /// `index` must be an open, locked annoy index relation that outlives the store.
     pub unsafe fn new(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type, logging: Logging) -> Self {
-        PgStore { index, fork, logging, group: RefCell::new(None) }
+        PgStore { index, fork, logging, group: RefCell::new(None), fixed_nblocks: None }
+    }
+
+    /// The store of an index no other backend can extend while it lives:
+    /// the block count is read once instead of on every range check.
+    ///
+    /// # Safety
+    /// As for [`PgStore::new`], and we hold a lock that keeps every other
+    /// writer out of the index (ShareLock or stronger, not in recovery,
+    /// where WAL replay extends relations regardless of locks).
+    pub unsafe fn with_fixed_size(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type, logging: Logging) -> Self {
+        // SAFETY: the relation is open (caller contract).
+        let nblocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, fork) };
+        // SAFETY: the caller's contract is new's.
+        PgStore { fixed_nblocks: Some(Cell::new(nblocks)), ..unsafe { Self::new(index, fork, logging) } }
     }
 
     /// Pins block `blk`. A page of the open write group is still locked by
@@ -106,31 +125,56 @@ impl PgStore {
     }
 }
 
-fn page_body<'a>(page: pg_sys::Page) -> &'a mut [u8] {
+/// The body of a page: the bytes between its header and its special area.
+///
+/// # Safety
+/// `page` points at BLCKSZ bytes that stay valid, and unchanged by others
+/// (we hold at least a share lock), for `'a`.
+unsafe fn page_body<'a>(page: pg_sys::Page) -> &'a [u8] {
     // SAFETY: a page is BLCKSZ bytes; the body lies between header and special.
+    unsafe { std::slice::from_raw_parts(page.cast::<u8>().add(PAGE_HEADER_SIZE), BODY_SIZE) }
+}
+
+/// [`page_body`] for writing.
+///
+/// # Safety
+/// As for [`page_body`], and nobody else reads or writes the page during
+/// `'a` (we hold an exclusive lock, or the page is GenericXLog's private copy).
+unsafe fn page_body_mut<'a>(page: pg_sys::Page) -> &'a mut [u8] {
+    // SAFETY: as in page_body; exclusive by the caller's contract.
     unsafe { std::slice::from_raw_parts_mut(page.cast::<u8>().add(PAGE_HEADER_SIZE), BODY_SIZE) }
 }
 
-fn page_special(page: pg_sys::Page) -> PageSpecial {
-    // SAFETY: every page of an annoy index has its special area at the end.
-    unsafe {
-        page.cast::<u8>()
-            .add(pg_sys::BLCKSZ as usize - SPECIAL_SIZE)
-            .cast::<PageSpecial>()
-            .read_unaligned()
-    }
-}
-
-/// A share-locked, pinned page.
+/// A share-locked, pinned page. It derefs to the body, read-only: a share
+/// lock allows no writes.
 pub struct PageRead {
     buffer: pg_sys::Buffer,
     page: pg_sys::Page,
 }
 
+impl PageRead {
+    /// The page's kind from its special area; `None` if it is not an annoy
+    /// page (bad magic or unknown kind).
+    pub fn kind(&self) -> Option<PageKind> {
+        // SAFETY: the page is pinned and share-locked while the guard lives;
+        // the special area is the last SPECIAL_SIZE of its BLCKSZ bytes.
+        let special = unsafe {
+            self.page
+                .cast::<u8>()
+                .add(pg_sys::BLCKSZ as usize - SPECIAL_SIZE)
+                .cast::<PageSpecial>()
+                .read_unaligned()
+        };
+        (special.magic == ANNOY_MAGIC).then(|| PageKind::from_u8(special.kind)).flatten()
+    }
+}
+
 impl Deref for PageRead {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        page_body(self.page)
+        // SAFETY: pinned and share-locked until the guard drops, which the
+        // borrow of `self` outlives.
+        unsafe { page_body(self.page) }
     }
 }
 
@@ -156,19 +200,23 @@ pub struct PageWrite<'s> {
     store: &'s PgStore,
     buffer: pg_sys::Buffer,
     log: WriteLog,
-    body: &'static mut [u8],
+    /// The buffer's page (bulk build) or GenericXLog's copy of it, valid
+    /// and ours alone until the guard drops.
+    page: pg_sys::Page,
 }
 
 impl Deref for PageWrite<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        self.body
+        // SAFETY: see `page`; the borrow of `self` ends before the drop.
+        unsafe { page_body(self.page) }
     }
 }
 
 impl DerefMut for PageWrite<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        self.body
+        // SAFETY: see `page`; `&mut self` makes this the only borrow.
+        unsafe { page_body_mut(self.page) }
     }
 }
 
@@ -218,7 +266,7 @@ impl PgStore {
             if let Some(kind) = new_page {
                 init_page(page, kind);
             }
-            PageWrite { store: self, buffer, log, body: page_body(page) }
+            PageWrite { store: self, buffer, log, page }
         }
     }
 
@@ -305,13 +353,15 @@ impl PageStore for PgStore {
     }
 
     fn nblocks(&self) -> u32 {
-        // SAFETY: the relation is open.
-        unsafe { pg_sys::RelationGetNumberOfBlocksInFork(self.index, self.fork) }
+        match &self.fixed_nblocks {
+            Some(nblocks) => nblocks.get(),
+            // SAFETY: the relation is open.
+            None => unsafe { pg_sys::RelationGetNumberOfBlocksInFork(self.index, self.fork) },
+        }
     }
 
     fn kind(&self, blk: u32) -> Option<PageKind> {
-        let special = page_special(self.read(blk).page);
-        (special.magic == ANNOY_MAGIC).then(|| PageKind::from_u8(special.kind)).flatten()
+        self.read(blk).kind()
     }
 
     fn read(&self, blk: u32) -> PageRead {
@@ -344,6 +394,9 @@ impl PageStore for PgStore {
         };
         // SAFETY: the buffer is pinned.
         let blk = unsafe { pg_sys::BufferGetBlockNumber(buffer) };
+        if let Some(nblocks) = &self.fixed_nblocks {
+            nblocks.set(nblocks.get().max(blk + 1));
+        }
         (blk, self.begin_write(buffer, Some(kind)))
     }
 }

@@ -10,7 +10,8 @@ use pgrx::prelude::*;
 use pgrx::{PgMemoryContexts, PgSqlErrorCode};
 
 use super::page::{Logging, PgStore};
-use super::{item_pointer_from_tid, options, raise_corruption, relation_name};
+use super::options;
+use super::relation::{item_pointer_from_tid, raise_corruption, refuse_non_mvcc_snapshot, relation_name};
 use crate::error::UserError;
 use crate::vector::{VectorRef, DIMS};
 
@@ -63,6 +64,7 @@ pub unsafe extern "C-unwind" fn amrescan(
 ) {
     // SAFETY: `scan` comes from ambeginscan; `orderbys` has `norderbys` keys.
     unsafe {
+        refuse_non_mvcc_snapshot(scan);
         let scan = &mut *scan;
         if norderbys > 0 && !orderbys.is_null() {
             std::ptr::copy(orderbys, scan.orderByData, norderbys as usize);

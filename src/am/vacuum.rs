@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use pgrx::PgBox;
 
 use super::page::{Logging, PgStore};
-use super::{item_pointer_from_tid, raise_corruption, relation_name};
+use super::relation::{item_pointer_from_tid, raise_corruption, relation_name};
 use imgsim_forest::PageStore;
 
 fn stats_or_new(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {

@@ -14,6 +14,7 @@ mod ops;
 mod text;
 
 use half::f16;
+use imgsim_vector_io::{InputError, InputErrorKind};
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::datum::Datum;
 use pgrx::pg_sys;
@@ -24,12 +25,9 @@ use pgrx::PgSqlErrorCode;
 
 use crate::error::UserError;
 
-/// Number of dimensions of every `vector2048`.
-pub const DIMS: usize = 2048;
+pub use imgsim_vector_io::DIMS;
 /// On-disk (and in-memory Datum) size of a value.
 pub const SIZE_BYTES: usize = DIMS * std::mem::size_of::<f16>();
-/// Largest finite half float.
-pub const HALF_MAX: f64 = 65504.0;
 
 /// A `vector2048` argument, borrowed from the Datum Postgres passes.
 #[derive(Clone, Copy)]
@@ -62,15 +60,14 @@ impl Vector2048 {
         Vector2048(values)
     }
 
-    /// Build from `f64` values, raising the user error for the first value
-    /// that is NaN, infinite or outside half range.
+    /// Build from `f64` values, raising the user error for a count other
+    /// than [`DIMS`] or the first value that is NaN, infinite or outside
+    /// half range.
     pub fn from_f64s(values: impl ExactSizeIterator<Item = f64>) -> Self {
-        check_dims(values.len());
-        let mut out = Box::new([f16::ZERO; DIMS]);
-        for (slot, value) in out.iter_mut().zip(values) {
-            *slot = to_half(value);
+        match imgsim_vector_io::halves_from_f64s(values) {
+            Ok(values) => Vector2048(values),
+            Err(error) => raise_input_error(error),
         }
-        Vector2048(out)
     }
 
     pub fn as_slice(&self) -> &[f16] {
@@ -78,49 +75,22 @@ impl Vector2048 {
     }
 }
 
-/// Raise the dimension-mismatch error unless `n` is [`DIMS`].
-pub fn check_dims(n: usize) {
-    if n != DIMS {
-        UserError::new(
-            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-            format!("expected {DIMS} dimensions, not {n}"),
-        )
-        .hint("A vector2048 value has exactly 2048 elements.")
-        .raise();
+/// Raise a refused input as the ERROR of its kind.
+pub fn raise_input_error(error: InputError) -> ! {
+    let code = match error.kind {
+        InputErrorKind::Syntax => PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+        InputErrorKind::Data => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+        InputErrorKind::OutOfRange => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        InputErrorKind::Binary => PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+    };
+    let mut report = UserError::new(code, error.message);
+    if let Some(detail) = error.detail {
+        report = report.detail(detail);
     }
-}
-
-/// Convert one element to a half, raising the user error for NaN, infinity
-/// and values outside half range (rather than silently saturating).
-pub fn to_half(value: f64) -> f16 {
-    if value.is_nan() {
-        UserError::new(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, "NaN not allowed in vector2048").raise();
+    if let Some(hint) = error.hint {
+        report = report.hint(hint);
     }
-    if value.is_infinite() {
-        UserError::new(
-            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-            "infinite value not allowed in vector2048",
-        )
-        .raise();
-    }
-    if value.abs() > HALF_MAX {
-        UserError::new(
-            PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-            format!("value {} is out of range for type vector2048", display_number(value)),
-        )
-        .detail("Elements are half floats: the largest magnitude is 65504.")
-        .raise();
-    }
-    f16::from_f64(value)
-}
-
-/// Plain digits for ordinary magnitudes, scientific notation for huge ones.
-fn display_number(value: f64) -> String {
-    if value.abs() < 1e9 {
-        format!("{value}")
-    } else {
-        format!("{value:e}")
-    }
+    report.raise()
 }
 
 const SQL_NAME: &str = "vector2048";

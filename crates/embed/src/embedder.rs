@@ -120,12 +120,6 @@ impl Embedder {
         })
     }
 
-    /// Replaces the default [`DecodeLimits`].
-    pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Embedder {
-        self.limits = limits;
-        self
-    }
-
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }

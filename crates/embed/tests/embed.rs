@@ -233,7 +233,8 @@ fn batch_matches_single_and_isolates_bad_images() {
 }
 
 /// Descriptors from `bench/embed_python.py --dump FILE.npy` (Pillow + onnxruntime) for the
-/// same photos, given as IMGSIM_REFERENCE_DUMP=FILE.npy (file names in FILE.npy.txt).
+/// same photos, given as IMGSIM_REFERENCE_DUMP=FILE.npy (file names in FILE.npy.txt). tools/test.sh
+/// dumps the sample photos and the large JPEG copies tools/make_test_images.py makes.
 ///
 /// The Python pipeline decodes every image at full size. Large progressive JPEGs we read at 1/8
 /// scale from their DC coefficients, which smooths a little more before the resize (a box of
@@ -243,7 +244,13 @@ fn batch_matches_single_and_isolates_bad_images() {
 #[test]
 fn matches_python_reference() {
     let Some(dump) = std::env::var_os("IMGSIM_REFERENCE_DUMP").map(PathBuf::from) else {
-        eprintln!("SKIPPED: set IMGSIM_REFERENCE_DUMP to a bench/embed_python.py --dump file");
+        // tools/test.sh makes the dump, so CI (IMGSIM_REQUIRE_TEST_DATA=1) always compares.
+        let msg = "IMGSIM_REFERENCE_DUMP not set: make it with bench/embed_python.py --dump FILE.npy";
+        assert!(
+            std::env::var("IMGSIM_REQUIRE_TEST_DATA").map_or(true, |v| v != "1"),
+            "{msg}"
+        );
+        eprintln!("SKIPPED: {msg}");
         return;
     };
     let Some(e) = real() else { return };
@@ -252,22 +259,26 @@ fn matches_python_reference() {
     let files: Vec<&str> = files.lines().collect();
     assert_eq!(files.len(), rows.len());
     let shorter_side = e.manifest().preprocess.resize_shorter_to;
-    // Lowest cosine (and its file) at full size and at 1/8 scale.
+    // Lowest cosine (and its file) and number of images, at full size and at 1/8 scale.
     let mut worst = [(1.0f32, ""); 2];
+    let mut seen = [0usize; 2];
     for (file, reference) in files.iter().zip(&rows) {
         let bytes = std::fs::read(file).unwrap();
         let decoded = decode_for_size(&bytes, &DecodeLimits::default(), [0; 3], shorter_side);
         let scaled = usize::from(decoded.unwrap().downscale > 1);
         let c = cosine(&e.embed(&bytes).unwrap(), reference);
+        seen[scaled] += 1;
         if c < worst[scaled].0 {
             worst[scaled] = (c, file);
         }
     }
-    for ((c, file), (kind, floor)) in worst
+    for (((c, file), n), (kind, floor)) in worst
         .into_iter()
+        .zip(seen)
         .zip([("full size", 0.99), ("1/8 scale", 0.975)])
     {
-        println!("{kind}: lowest cosine to the Python reference {c:.5} ({file})");
+        println!("{kind}: {n} images, lowest cosine to the Python reference {c:.5} ({file})");
+        assert!(n > 0, "the dump has no image decoded at {kind}");
         assert!(c > floor, "{kind}: cosine {c} for {file}");
     }
 }
