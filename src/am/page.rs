@@ -68,6 +68,9 @@ pub struct PgStore {
     /// kernel once, then counted by our own `allocate`s. `None`: others may
     /// extend it, so every `nblocks` asks the kernel.
     fixed_nblocks: Option<Cell<u32>>,
+    /// A block count seen earlier: blocks below it exist (an index never
+    /// shrinks), so range checks ask the kernel only past it.
+    known_nblocks: Cell<u32>,
 }
 
 /// The GenericXLog record shared by the write guards of existing pages that
@@ -85,7 +88,7 @@ impl PgStore {
     /// # Safety
     /// `index` must be an open, locked annoy index relation that outlives the store.
     pub unsafe fn new(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type, logging: Logging) -> Self {
-        PgStore { index, fork, logging, group: RefCell::new(None), fixed_nblocks: None }
+        PgStore { index, fork, logging, group: RefCell::new(None), fixed_nblocks: None, known_nblocks: Cell::new(0) }
     }
 
     /// The store of an index no other backend can extend while it lives:
@@ -362,6 +365,22 @@ impl PageStore for PgStore {
 
     fn kind(&self, blk: u32) -> Option<PageKind> {
         self.read(blk).kind()
+    }
+
+    fn contains(&self, blk: u32) -> bool {
+        if blk < self.known_nblocks.get() {
+            return true;
+        }
+        self.known_nblocks.set(self.nblocks());
+        blk < self.known_nblocks.get()
+    }
+
+    fn read_kind(&self, blk: u32, kind: PageKind) -> Option<PageRead> {
+        if !self.contains(blk) {
+            return None;
+        }
+        let page = self.read(blk);
+        (page.kind() == Some(kind)).then_some(page)
     }
 
     fn read(&self, blk: u32) -> PageRead {

@@ -108,29 +108,38 @@ fn vector_bytes(vector: &[f16]) -> [u8; VECTOR_BYTES] {
     bytes
 }
 
-/// Checks that `loc` can hold a record header: an item page, offset in range.
-fn check_loc<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
-    let bad = |d: &str| Corruption::new(loc.block, format!("item at offset {}: {d}", loc.offset));
-    if loc.block == 0
-        || loc.block >= store.nblocks()
-        || store.kind(loc.block) != Some(PageKind::Item)
-    {
-        return Err(bad("not an item page"));
-    }
+fn not_an_item_page(loc: ItemLoc) -> Corruption {
+    Corruption::new(loc.block, format!("item at offset {}: not an item page", loc.offset))
+}
+
+fn past_the_chain(loc: ItemLoc) -> Corruption {
+    Corruption::new(
+        loc.block,
+        format!("item at offset {}: record continues past the end of the chain", loc.offset),
+    )
+}
+
+/// Checks that a record header fits at `loc`'s offset.
+fn check_offset<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
     let offset = loc.offset as usize;
     if offset < ItemPageHeader::SIZE || offset + ItemRecordHeader::SIZE > store.body_size() {
-        return Err(bad("offset out of range"));
+        return Err(Corruption::new(loc.block, format!("item at offset {}: offset out of range", loc.offset)));
     }
     Ok(())
 }
 
+/// Checks that `loc` can hold a record header: an item page, offset in range.
+fn check_loc<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
+    if loc.block == 0 || !store.contains(loc.block) || store.kind(loc.block) != Some(PageKind::Item) {
+        return Err(not_an_item_page(loc));
+    }
+    check_offset(store, loc)
+}
+
 /// Checks that `next`, the page after the record at `loc`, is an item page.
 fn check_next_page<S: PageStore>(store: &S, loc: ItemLoc, next: u32) -> Result<(), Corruption> {
-    if next == 0 || next >= store.nblocks() || store.kind(next) != Some(PageKind::Item) {
-        return Err(Corruption::new(
-            loc.block,
-            format!("item at offset {}: record continues past the end of the chain", loc.offset),
-        ));
+    if next == 0 || !store.contains(next) || store.kind(next) != Some(PageKind::Item) {
+        return Err(past_the_chain(loc));
     }
     Ok(())
 }
@@ -157,10 +166,13 @@ pub fn read_item<S: PageStore>(
     loc: ItemLoc,
     vector: &mut [f16],
 ) -> Result<ItemRecordHeader, Corruption> {
-    check_loc(store, loc)?;
+    check_offset(store, loc)?;
     let body = store.body_size();
     let offset = loc.offset as usize;
-    let page = store.read(loc.block);
+    let page = store
+        .read_kind(loc.block, PageKind::Item)
+        .filter(|_| loc.block != 0)
+        .ok_or_else(|| not_an_item_page(loc))?;
     let header = ItemRecordHeader::read(&page[offset..]);
     let start = offset + ItemRecordHeader::SIZE;
     let first = (body - start).min(VECTOR_BYTES);
@@ -168,8 +180,10 @@ pub fn read_item<S: PageStore>(
     if first < VECTOR_BYTES {
         let rest = VECTOR_BYTES - first;
         let next = ItemPageHeader::read(&page).next;
-        check_next_page(store, loc, next)?;
-        let next_page = store.read(next);
+        let next_page = store
+            .read_kind(next, PageKind::Item)
+            .filter(|_| next != 0)
+            .ok_or_else(|| past_the_chain(loc))?;
         check_continued(loc, next, &next_page, rest)?;
         let start = ItemPageHeader::SIZE;
         copy_f16s(&next_page[start..start + rest], &mut vector[first / 2..]);

@@ -271,21 +271,19 @@ impl<'s, S: PageStore> Searcher<'s, S> {
         Ok(())
     }
 
-    fn check_page(&self, block: u32, kind: PageKind) -> Result<(), Corruption> {
-        if block == 0 || block >= self.store.nblocks() || self.store.kind(block) != Some(kind) {
-            return Err(Corruption::new(
-                block,
-                format!("tree points at a block that is not a {kind:?} page"),
-            ));
+    fn read_page(&self, block: u32, kind: PageKind) -> Result<S::Read<'s>, Corruption> {
+        if block == 0 {
+            return Err(Corruption::new(block, "tree points at the metapage"));
         }
-        Ok(())
+        self.store.read_kind(block, kind).ok_or_else(|| {
+            Corruption::new(block, format!("tree points at a block that is not a {kind:?} page"))
+        })
     }
 
     fn visit_split(&mut self, node: NodeKey, priority: f32) -> Result<(), Corruption> {
-        self.check_page(node.block, PageKind::Split)?;
         let td = self.meta.reduced_dims();
         let header = {
-            let page = self.store.read(node.block);
+            let page = self.read_page(node.block, PageKind::Split)?;
             let count = SplitPageHeader::read(&page).count;
             if node.slot >= count || count as usize > splits_per_page(page.len(), td) {
                 return Err(Corruption::new(
@@ -315,10 +313,9 @@ impl<'s, S: PageStore> Searcher<'s, S> {
     }
 
     fn visit_leaf(&mut self, node: NodeKey, priority: f32) -> Result<(), Corruption> {
-        self.check_page(node.block, PageKind::Leaf)?;
         let td = self.meta.reduced_dims();
         let entry_bytes = leaf_entry_bytes(td);
-        let page = self.store.read(node.block);
+        let page = self.read_page(node.block, PageKind::Leaf)?;
         let header = LeafPageHeader::read(&page);
         if header.flags & LEAF_SPLIT != 0 {
             let split = read_split_node(&page[LeafPageHeader::SIZE..], &mut self.normal);

@@ -59,6 +59,17 @@ pub trait PageStore {
     fn kind(&self, blk: u32) -> Option<PageKind>;
     /// Shared access to a body. `blk < nblocks()` is checked by callers.
     fn read(&self, blk: u32) -> Self::Read<'_>;
+    /// Whether block `blk` exists. Relations only grow, so a store may
+    /// answer from a cached size and ask again only past it.
+    fn contains(&self, blk: u32) -> bool {
+        blk < self.nblocks()
+    }
+    /// Shared access to block `blk` if it exists and is a page of `kind`,
+    /// with one pin and lock of the page (the hot paths read pages whose
+    /// numbers come from other pages, so each must be checked).
+    fn read_kind(&self, blk: u32, kind: PageKind) -> Option<Self::Read<'_>> {
+        (self.contains(blk) && self.kind(blk) == Some(kind)).then(|| self.read(blk))
+    }
     /// Exclusive access to a body.
     fn write(&self, blk: u32) -> Self::Write<'_>;
     /// Appends a zeroed page of the given kind, returned locked exclusively.

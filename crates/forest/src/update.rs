@@ -171,7 +171,7 @@ fn store_record<S: PageStore>(
 }
 
 fn check_kind<S: PageStore>(store: &S, block: u32, kind: PageKind) -> Result<(), Corruption> {
-    if block == META_BLOCK || block >= store.nblocks() || store.kind(block) != Some(kind) {
+    if block == META_BLOCK || !store.contains(block) || store.kind(block) != Some(kind) {
         return Err(Corruption::new(
             block,
             format!("tree points at a block that is not a {kind:?} page"),
@@ -185,8 +185,10 @@ fn read_split<S: PageStore>(
     node: NodeRef,
     normal: &mut [f32],
 ) -> Result<SplitNodeHeader, Corruption> {
-    check_kind(store, node.block, PageKind::Split)?;
-    let page = store.read(node.block);
+    let page = store
+        .read_kind(node.block, PageKind::Split)
+        .filter(|_| node.block != META_BLOCK)
+        .ok_or_else(|| Corruption::new(node.block, "tree points at a block that is not a Split page"))?;
     let count = SplitPageHeader::read(&page).count;
     if node.slot >= count || count as usize > splits_per_page(page.len(), normal.len()) {
         return Err(Corruption::new(
