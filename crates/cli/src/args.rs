@@ -116,7 +116,9 @@ mod tests {
     #[test]
     fn k_must_be_positive() {
         let parse = |k: &str| {
-            Cli::try_parse_from(["imgsim", "search", "--db", "x", "--table", "t", "--query", "q", "-k", k])
+            Cli::try_parse_from([
+                "imgsim", "search", "--db", "x", "--table", "t", "--query", "q", "-k", k,
+            ])
         };
         assert!(parse("0").is_err());
         assert!(parse("-3").is_err());
@@ -131,7 +133,8 @@ mod tests {
         let base = ["imgsim", "load", "--db", "x", "--table", "t"];
         assert!(Cli::try_parse_from(base).is_err());
         assert!(Cli::try_parse_from(base.iter().chain(&["--jobs", "0", "dir"])).is_err());
-        match Cli::try_parse_from(base.iter().chain(&["-j", "2", "a", "b"])).map(|cli| cli.command) {
+        match Cli::try_parse_from(base.iter().chain(&["-j", "2", "a", "b"])).map(|cli| cli.command)
+        {
             Ok(Command::Load(load)) => {
                 assert_eq!(load.jobs.map(NonZeroUsize::get), Some(2));
                 assert_eq!(load.roots, [PathBuf::from("a"), PathBuf::from("b")]);

@@ -147,9 +147,13 @@ fn load_worker(mut client: Client, table: &str, shared: &Shared) -> Result<(), c
                     .map_err(|e| format!("{}: {}", file.key, db::describe(&e)))?;
                 match outcome {
                     Outcome::Loaded => shared.loaded.fetch_add(1, Ordering::Relaxed),
-                    Outcome::LoadedByOther => shared.loaded_by_other.fetch_add(1, Ordering::Relaxed),
+                    Outcome::LoadedByOther => {
+                        shared.loaded_by_other.fetch_add(1, Ordering::Relaxed)
+                    }
                     Outcome::Failed(reason) => {
-                        shared.progress.println(&format!("failed: {}: {reason}", file.key));
+                        shared
+                            .progress
+                            .println(&format!("failed: {}: {reason}", file.key));
                         shared.failed.fetch_add(1, Ordering::Relaxed)
                     }
                 };
@@ -188,7 +192,12 @@ fn count_cpu_list(list: &str) -> Option<usize> {
     let mut count = 0;
     for range in list.trim().split(',') {
         count += match range.split_once('-') {
-            Some((first, last)) => last.parse::<usize>().ok()?.checked_sub(first.parse().ok()?)? + 1,
+            Some((first, last)) => {
+                last.parse::<usize>()
+                    .ok()?
+                    .checked_sub(first.parse().ok()?)?
+                    + 1
+            }
             None => {
                 range.parse::<usize>().ok()?;
                 1

@@ -1,11 +1,12 @@
 //! Load progress: an indicatif bar on a terminal; plain lines otherwise (logs,
 //! pipes, the tests), `loaded X/Y (P%), R images/s, ETA T` twice a second.
 
+use std::fmt;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 const LINE_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -29,12 +30,14 @@ impl Progress {
     pub fn new(total: usize, done_at_start: usize) -> Self {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total as u64).with_position(done_at_start as u64);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:30.cyan/blue} {pos}/{len} ({percent}%), {per_sec}, ETA {eta}",
-                )
-                .expect("the template is valid"),
-            );
+            let style = ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {pos}/{len} ({percent}%), {rate}, ETA {eta}",
+            )
+            .expect("the template is valid")
+            .with_key("rate", |state: &ProgressState, out: &mut dyn fmt::Write| {
+                let _ = write!(out, "{:.1} images/s", state.per_sec());
+            });
+            bar.set_style(style);
             bar.reset_eta();
             Progress::Bar(bar)
         } else {

@@ -132,9 +132,13 @@ async fn serve(args: &ServeArgs) -> Result<(), crate::Error> {
 /// with the expected columns.
 async fn table_display_name(pool: &Pool, table: &TableName) -> Result<String, crate::Error> {
     let client = pool.get().await?;
-    let names = searchable_tables(&client, Some(table))
-        .await
-        .map_err(|e| format!("cannot look up table {}: {}", table.quoted(), db::describe(&e)))?;
+    let names = searchable_tables(&client, Some(table)).await.map_err(|e| {
+        format!(
+            "cannot look up table {}: {}",
+            table.quoted(),
+            db::describe(&e)
+        )
+    })?;
     names.into_iter().next().ok_or_else(|| {
         format!(
             "no table {} with columns id bigint, path text, image bytea, emb vector2048 \
@@ -355,7 +359,10 @@ async fn search_by_row(
     let table = resolve_table(&client, &params.table).await?;
     let query_row = client
         .query_opt(
-            &format!("SELECT id, path, 0::float8 AS distance FROM {} WHERE id = $1", table.quoted()),
+            &format!(
+                "SELECT id, path, 0::float8 AS distance FROM {} WHERE id = $1",
+                table.quoted()
+            ),
             &[&params.id],
         )
         .await
@@ -377,7 +384,10 @@ async fn search_by_row(
 }
 
 fn no_such_row(table: &str, id: i64) -> AppError {
-    AppError::new(StatusCode::NOT_FOUND, format!("No row with id {id} in {table}"))
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        format!("No row with id {id} in {table}"),
+    )
 }
 
 #[derive(Deserialize)]

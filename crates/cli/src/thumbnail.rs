@@ -60,9 +60,15 @@ mod tests {
         assert_eq!((thumbnail.width(), thumbnail.height()), (256, 128));
         let rgb = thumbnail.to_rgb8();
         let [r, g, b] = rgb.get_pixel(64, 64).0;
-        assert!(r > 240 && g < 20 && b < 20, "left half stays red: {r} {g} {b}");
+        assert!(
+            r > 240 && g < 20 && b < 20,
+            "left half stays red: {r} {g} {b}"
+        );
         let [r, g, b] = rgb.get_pixel(192, 64).0;
-        assert!(r > 240 && g > 240 && b > 240, "transparent becomes white: {r} {g} {b}");
+        assert!(
+            r > 240 && g > 240 && b > 240,
+            "transparent becomes white: {r} {g} {b}"
+        );
     }
 
     #[test]
