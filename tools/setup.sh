@@ -5,17 +5,31 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 begin "apt packages"
-# chromium: the tests load the HTML results page in a headless browser.
-APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo python3-venv bc chromium)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# chromium, chromium-driver: the tests load the results page and drive `imgsim serve`
+# in a headless browser.
+APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo python3-venv bc
+              chromium chromium-driver)
+# Packaged photos for the demo's collection (cut-out objects by category, nature
+# wallpapers), without what they recommend (Tux Paint itself).
+PHOTO_PACKAGES=(tuxpaint-stamps-default mate-backgrounds)
+missing_of() {
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+    done
+}
+mapfile -t missing < <(missing_of "${APT_PACKAGES[@]}")
+mapfile -t missing_photos < <(missing_of "${PHOTO_PACKAGES[@]}")
+if [ $((${#missing[@]} + ${#missing_photos[@]})) -gt 0 ]; then
     as_root apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-echo "ok: ${APT_PACKAGES[*]}"
+if [ ${#missing_photos[@]} -gt 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_photos[@]}" >/dev/null
+fi
+echo "ok: ${APT_PACKAGES[*]} ${PHOTO_PACKAGES[*]}"
 
 begin "cargo-pgrx $PGRX_VERSION"
 if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION"; then

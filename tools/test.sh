@@ -83,6 +83,9 @@ run_suite "README SQL examples" bash "$REPO_ROOT/tests/readme_examples.sh" "$TES
 run_suite "command-line loader, search and HTML page" env IMGSIM_CLI="$IMGSIM_CLI" \
     IMGSIM_TEST_DSN="host=/tmp port=$TEST_PORT user=postgres dbname=imgsim_cli" \
     IMGSIM_TEST_PHOTOS="$SERVER_PHOTOS" IMGSIM_PYTHON="$VENV/bin/python" bash "$REPO_ROOT/tests/cli/test_cli.sh"
+run_suite "imgsim serve in headless Chromium (upload, more like this, errors, concurrent searches)" env \
+    IMGSIM_CLI="$IMGSIM_CLI" IMGSIM_TEST_DSN="host=/tmp port=$TEST_PORT user=postgres dbname=imgsim_cli" \
+    IMGSIM_TEST_PHOTOS="$SERVER_PHOTOS" "$VENV/bin/python" "$REPO_ROOT/tests/web/test_web.py"
 run_suite "crash recovery: kill -9 during inserts" bash "$REPO_ROOT/tests/tap/crash_recovery.sh"
 run_suite "streaming replica answers like the primary" bash "$REPO_ROOT/tests/tap/replica.sh"
 run_suite "concurrent inserts, deletes, queries, VACUUM and index checks" bash "$REPO_ROOT/tests/tap/concurrency.sh"

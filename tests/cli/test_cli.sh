@@ -32,8 +32,9 @@ work=$(mktemp -d)
 prefix="cli_test_$$"
 table_small="${prefix}_small"
 table_resume="${prefix}_resume"
+table_jobs="${prefix}_jobs"
 cleanup() {
-    sql "DROP TABLE IF EXISTS $table_small, $table_resume" >/dev/null 2>&1
+    sql "DROP TABLE IF EXISTS $table_small, $table_resume, $table_jobs" >/dev/null 2>&1
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -62,8 +63,10 @@ done
 echo "this is not an image" >"$small/broken.JPG"
 echo "not an image either, and not named like one" >"$small/notes.txt"
 
-"$IMGSIM_CLI" load --db "$IMGSIM_TEST_DSN" --table "$table_small" "$small" >"$work/load1.out" 2>"$work/load1.err"
+"$IMGSIM_CLI" load --db "$IMGSIM_TEST_DSN" --table "$table_small" --jobs 1 "$small" >"$work/load1.out" 2>"$work/load1.err"
 status=$?
+check "load announces its files and connections" \
+    grep -qx "11 image files found, 0 already loaded, 11 to load over 1 connection" "$work/load1.err"
 check_eq "load exits 0 despite a bad file" 0 "$status"
 check "load prints progress lines" \
     grep -Eq '^loaded [0-9]+/11 \([0-9]+\.[0-9]%\), [0-9]+\.[0-9] images/s, ETA [0-9hms]+$' "$work/load1.err"
@@ -81,6 +84,15 @@ check_eq "re-run exits 0" 0 "$?"
 check_eq "re-run summary" "done: 0 loaded, 10 already loaded, 1 failed" "$(tail -n 1 "$work/load2.err")"
 check_eq "re-run adds no rows" 10 "$(sql "SELECT count(*) FROM $table_small")"
 
+# --- the same files over 2 connections: the same rows and vectors ---
+"$IMGSIM_CLI" load --db "$IMGSIM_TEST_DSN" --table "$table_jobs" --jobs 2 "$small" 2>"$work/jobs.err" >/dev/null
+check_eq "load --jobs 2 exits 0" 0 "$?"
+check "load --jobs 2 uses 2 connections" grep -q "to load over 2 connections$" "$work/jobs.err"
+check_eq "load --jobs 2 summary" "done: 10 loaded, 0 already loaded, 1 failed" "$(tail -n 1 "$work/jobs.err")"
+check_eq "load --jobs 2 names the bad file once" 1 "$(grep -c "^failed: $small/broken\.JPG: .* (SQLSTATE " "$work/jobs.err")"
+check_eq "load --jobs 2 stores the same paths and vectors as one job" 10 \
+    "$(sql "SELECT count(*) FROM $table_small a JOIN $table_jobs b USING (path) WHERE a.emb = b.emb AND a.image = b.image")"
+
 # --- resume after Ctrl-C: 6 copies of every photo, interrupted once rows are committed ---
 big="$work/big"
 for copy in a b c d e f; do
@@ -88,6 +100,7 @@ for copy in a b c d e f; do
     cp "${photos[@]}" "$big/$copy/"
 done
 big_total=$((6 * ${#photos[@]}))
+# The default job count (the server's CPUs, 2 here) loads over several connections.
 # Job control on: a background job of a non-interactive shell would ignore SIGINT.
 set -m
 "$IMGSIM_CLI" load --db "$IMGSIM_TEST_DSN" --table "$table_resume" "$big" >/dev/null 2>"$work/resume1.err" &
@@ -154,8 +167,16 @@ status=$?
 check "a corrupt query image fails (status $status)" test "$status" -ne 0
 check "a corrupt query image is explained with SQLSTATE" grep -Eq 'SQLSTATE [0-9A-Z]{5}' "$work/bad_query.err"
 
-"$IMGSIM_CLI" search --db "$IMGSIM_TEST_DSN" --table "$table_small" >/dev/null 2>&1
+"$IMGSIM_CLI" search --db "$IMGSIM_TEST_DSN" --table "$table_small" >/dev/null 2>"$work/usage.err"
 check_eq "usage error exits 2" 2 "$?"
+check "usage error names the missing option" grep -q -- "--query <FILE>" "$work/usage.err"
+"$IMGSIM_CLI" load --db "$IMGSIM_TEST_DSN" --table "$table_small" --jobs 0 "$small" >/dev/null 2>&1
+check_eq "load --jobs 0 is a usage error" 2 "$?"
+"$IMGSIM_CLI" search --db "$IMGSIM_TEST_DSN" --table "a.b.c" --query "$query" >/dev/null 2>"$work/table.err"
+check_eq "a malformed table name is a usage error" 2 "$?"
+check "help lists the subcommands" bash -c '"$1" --help | grep -q "^  serve "' _ "$IMGSIM_CLI"
+check "bash completions complete the subcommands" \
+    bash -c 'source <("$1" completions bash) && COMP_WORDS=(imgsim se) COMP_CWORD=1 && _imgsim imgsim se imgsim && [[ " ${COMPREPLY[*]} " == *" search "* && " ${COMPREPLY[*]} " == *" serve "* ]]' _ "$IMGSIM_CLI"
 
 # --- the HTML page renders every thumbnail in a real browser ---
 chromium=$(command -v chromium || command -v chromium-browser || true)

@@ -1,16 +1,11 @@
 //! The `search --html` page: one self-contained file, thumbnails inlined as data: URIs.
 
 use std::fmt::Write;
-use std::io::Cursor;
 
 use base64::Engine;
-use image::codecs::jpeg::JpegEncoder;
-use image::{DynamicImage, ImageDecoder, ImageReader, Rgb, RgbImage};
 
-use crate::search::Match;
-
-const THUMBNAIL_MAX_SIDE: u32 = 256;
-const THUMBNAIL_JPEG_QUALITY: u8 = 85;
+use crate::nearest::Match;
+use crate::thumbnail;
 
 /// Once every image has loaded or failed (`load` fires after both), records how
 /// many decoded, so a headless browser can check that all thumbnails render.
@@ -65,7 +60,7 @@ pub fn results_page(
 /// An `<img>` with the thumbnail inlined, or a placeholder when this client cannot
 /// decode what the server could (which the loaded-images count then shows).
 fn thumbnail_element(image_bytes: &[u8]) -> String {
-    match thumbnail_jpeg(image_bytes) {
+    match thumbnail::jpeg(image_bytes) {
         Ok(jpeg) => format!(
             "<img alt=\"\" src=\"data:image/jpeg;base64,{}\">",
             base64::engine::general_purpose::STANDARD.encode(jpeg)
@@ -77,37 +72,7 @@ fn thumbnail_element(image_bytes: &[u8]) -> String {
     }
 }
 
-/// Decodes, turns upright per EXIF, shrinks to at most 256 px a side, re-encodes
-/// as JPEG (which has no alpha: transparency is flattened onto white).
-fn thumbnail_jpeg(image_bytes: &[u8]) -> Result<Vec<u8>, image::ImageError> {
-    let mut decoder = ImageReader::new(Cursor::new(image_bytes))
-        .with_guessed_format()?
-        .into_decoder()?;
-    let orientation = decoder.orientation()?;
-    let mut image = DynamicImage::from_decoder(decoder)?;
-    image.apply_orientation(orientation);
-    if image.width() > THUMBNAIL_MAX_SIDE || image.height() > THUMBNAIL_MAX_SIDE {
-        image = image.thumbnail(THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE);
-    }
-    let mut jpeg = Vec::new();
-    JpegEncoder::new_with_quality(&mut jpeg, THUMBNAIL_JPEG_QUALITY)
-        .encode_image(&flatten_onto_white(&image))?;
-    Ok(jpeg)
-}
-
-fn flatten_onto_white(image: &DynamicImage) -> RgbImage {
-    if !image.color().has_alpha() {
-        return image.to_rgb8();
-    }
-    let rgba = image.to_rgba8();
-    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
-        let [r, g, b, a] = rgba.get_pixel(x, y).0;
-        let over_white = |c: u8| ((c as u32 * a as u32 + 255 * (255 - a as u32) + 127) / 255) as u8;
-        Rgb([over_white(r), over_white(g), over_white(b)])
-    })
-}
-
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -2,27 +2,35 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use postgres::{Statement, Transaction};
+use postgres::{Client, Statement, Transaction};
 
-use crate::args::LoadOptions;
+use crate::args::LoadArgs;
 use crate::db;
+use crate::progress::Progress;
 
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
 
 /// A batch is committed after this many rows or this much time, whichever comes
-/// first: an interruption then costs at most a few seconds of embedding work.
+/// first: an interruption then costs at most a few seconds of embedding work
+/// per connection.
 const BATCH_ROWS: usize = 32;
 const BATCH_MAX_AGE: Duration = Duration::from_secs(2);
 
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
+/// The default job count follows the server's CPUs (each job is a backend
+/// running the model on one core), but no more than this many connections.
+const MAX_DEFAULT_JOBS: usize = 8;
 
-pub fn run(options: &LoadOptions) -> Result<(), crate::Error> {
+pub fn run(options: &LoadArgs) -> Result<(), crate::Error> {
+    let dsn = &options.connection.db;
     let files = find_images(&options.roots)?;
-    let mut client = db::connect(&options.dsn)?;
-    let table = db::quote_table(&options.table);
+    let mut client = db::connect(dsn)?;
+    let table = options.table.quoted();
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (
@@ -43,58 +51,160 @@ pub fn run(options: &LoadOptions) -> Result<(), crate::Error> {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let insert = client
-        .prepare(&format!(
-            "INSERT INTO {table} (path, image, emb) VALUES ($1, $2, image_embedding($2))
-             ON CONFLICT (path) DO NOTHING"
-        ))
-        .map_err(|e| format!("cannot prepare insert into {table}: {}", db::describe(&e)))?;
 
     let (already_loaded, pending): (Vec<ImageFile>, Vec<ImageFile>) = files
         .into_iter()
         .partition(|file| stored_paths.contains(&file.key));
+    let jobs = match options.jobs {
+        Some(jobs) => jobs.get(),
+        None => server_cpus(&mut client).min(MAX_DEFAULT_JOBS),
+    }
+    .clamp(1, pending.len().max(1));
+    let total = already_loaded.len() + pending.len();
     eprintln!(
-        "{} image files found, {} already loaded, {} to load",
-        already_loaded.len() + pending.len(),
+        "{total} image files found, {} already loaded, {} to load over {jobs} connection{}",
         already_loaded.len(),
-        pending.len()
+        pending.len(),
+        if jobs == 1 { "" } else { "s" }
     );
 
-    let mut counts = Counts {
-        already_loaded: already_loaded.len(),
-        ..Counts::default()
-    };
-    let mut progress = Progress::new(already_loaded.len() + pending.len(), already_loaded.len());
-    let mut pending = pending.into_iter().peekable();
-    while pending.peek().is_some() {
-        let mut batch = client.transaction().map_err(|e| db::describe(&e))?;
-        let batch_started = Instant::now();
-        for (rows_in_batch, file) in (1..).zip(pending.by_ref()) {
-            let outcome = load_image(&mut batch, &insert, &file)
-                .map_err(|e| format!("{}: {}", file.key, db::describe(&e)))?;
-            match outcome {
-                Outcome::Loaded => counts.loaded += 1,
-                Outcome::LoadedByOther => counts.already_loaded += 1,
-                Outcome::Failed(reason) => {
-                    eprintln!("failed: {}: {reason}", file.key);
-                    counts.failed += 1;
-                }
-            }
-            progress.advance();
-            if rows_in_batch >= BATCH_ROWS || batch_started.elapsed() >= BATCH_MAX_AGE {
-                break;
-            }
-        }
-        batch
-            .commit()
-            .map_err(|e| format!("cannot commit: {}", db::describe(&e)))?;
+    let mut clients = vec![client];
+    for _ in 1..jobs {
+        clients.push(db::connect(dsn)?);
     }
-    progress.finish();
+    let shared = Shared {
+        queue: Mutex::new(pending.into_iter()),
+        stop: AtomicBool::new(false),
+        loaded: AtomicUsize::new(0),
+        loaded_by_other: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        progress: Progress::new(total, already_loaded.len()),
+    };
+    let errors: Vec<crate::Error> = std::thread::scope(|scope| {
+        let workers: Vec<_> = clients
+            .into_iter()
+            .map(|client| scope.spawn(|| load_worker(client, table, &shared)))
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|worker| worker.join().expect("a loader thread panicked").err())
+            .collect()
+    });
+    shared.progress.finish();
+    if let Some(first) = errors.into_iter().next() {
+        return Err(first);
+    }
     eprintln!(
         "done: {} loaded, {} already loaded, {} failed",
-        counts.loaded, counts.already_loaded, counts.failed
+        shared.loaded.into_inner(),
+        already_loaded.len() + shared.loaded_by_other.into_inner(),
+        shared.failed.into_inner()
     );
     Ok(())
+}
+
+/// What the loader's threads share: the files still to load, and the counts.
+struct Shared {
+    queue: Mutex<std::vec::IntoIter<ImageFile>>,
+    /// Set by the first thread that fails for good, so the others stop too.
+    stop: AtomicBool,
+    loaded: AtomicUsize,
+    loaded_by_other: AtomicUsize,
+    failed: AtomicUsize,
+    progress: Progress,
+}
+
+impl Shared {
+    fn next_file(&self) -> Option<ImageFile> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.queue.lock().unwrap().next()
+    }
+}
+
+/// One connection's share of the load: takes files off the queue until it is
+/// empty, committing a batch every `BATCH_ROWS` rows or `BATCH_MAX_AGE`.
+fn load_worker(mut client: Client, table: &str, shared: &Shared) -> Result<(), crate::Error> {
+    let result = (|| {
+        let insert = client
+            .prepare(&format!(
+                "INSERT INTO {table} (path, image, emb) VALUES ($1, $2, image_embedding($2))
+                 ON CONFLICT (path) DO NOTHING"
+            ))
+            .map_err(|e| format!("cannot prepare insert into {table}: {}", db::describe(&e)))?;
+        let mut queue_empty = false;
+        while !queue_empty {
+            let mut batch = client.transaction().map_err(|e| db::describe(&e))?;
+            let batch_started = Instant::now();
+            let mut rows_in_batch = 0;
+            loop {
+                let Some(file) = shared.next_file() else {
+                    queue_empty = true;
+                    break;
+                };
+                let outcome = load_image(&mut batch, &insert, &file)
+                    .map_err(|e| format!("{}: {}", file.key, db::describe(&e)))?;
+                match outcome {
+                    Outcome::Loaded => shared.loaded.fetch_add(1, Ordering::Relaxed),
+                    Outcome::LoadedByOther => {
+                        shared.loaded_by_other.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Outcome::Failed(reason) => {
+                        shared
+                            .progress
+                            .println(&format!("failed: {}: {reason}", file.key));
+                        shared.failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                shared.progress.advance();
+                rows_in_batch += 1;
+                if rows_in_batch >= BATCH_ROWS || batch_started.elapsed() >= BATCH_MAX_AGE {
+                    break;
+                }
+            }
+            batch
+                .commit()
+                .map_err(|e| format!("cannot commit: {}", db::describe(&e)))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        shared.stop.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+/// The server's CPU count, read from the server's `/sys` when this role may
+/// (superuser or pg_read_server_files); otherwise this machine's, which is the
+/// server's when both run on one host.
+fn server_cpus(client: &mut Client) -> usize {
+    let local = || std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    // A failed statement outside a transaction leaves the session usable.
+    match client.query_one("SELECT pg_read_file('/sys/devices/system/cpu/online')", &[]) {
+        Ok(row) => count_cpu_list(row.get(0)).unwrap_or_else(local),
+        Err(_) => local(),
+    }
+}
+
+/// Counts the CPUs in a kernel CPU list such as `0-1` or `0,2-5,8`.
+fn count_cpu_list(list: &str) -> Option<usize> {
+    let mut count = 0;
+    for range in list.trim().split(',') {
+        count += match range.split_once('-') {
+            Some((first, last)) => {
+                last.parse::<usize>()
+                    .ok()?
+                    .checked_sub(first.parse().ok()?)?
+                    + 1
+            }
+            None => {
+                range.parse::<usize>().ok()?;
+                1
+            }
+        };
+    }
+    (count > 0).then_some(count)
 }
 
 /// Inserts one file inside its own savepoint. `Err` only for failures that end the
@@ -137,13 +247,6 @@ enum Outcome {
     /// `ON CONFLICT DO NOTHING` fired: a concurrent loader stored this path first.
     LoadedByOther,
     Failed(String),
-}
-
-#[derive(Default)]
-struct Counts {
-    loaded: usize,
-    already_loaded: usize,
-    failed: usize,
 }
 
 /// Image files under `roots` (a root may also be a single file), in a stable
@@ -209,68 +312,17 @@ fn has_image_extension(path: &Path) -> bool {
         })
 }
 
-/// Progress over all files found: a file counts as done once loaded, found
-/// already loaded or failed. The rate and ETA count this run's work only.
-struct Progress {
-    total: usize,
-    done: usize,
-    done_at_start: usize,
-    started: Instant,
-    last_report: Option<(Instant, usize)>,
-}
+#[cfg(test)]
+mod tests {
+    use super::count_cpu_list;
 
-impl Progress {
-    fn new(total: usize, done_at_start: usize) -> Self {
-        Progress {
-            total,
-            done: done_at_start,
-            done_at_start,
-            started: Instant::now(),
-            last_report: None,
-        }
-    }
-
-    fn advance(&mut self) {
-        self.done += 1;
-        if self
-            .last_report
-            .is_none_or(|(at, _)| at.elapsed() >= PROGRESS_INTERVAL)
-        {
-            self.report();
-        }
-    }
-
-    /// Reports the final state unless the last line already did.
-    fn finish(&mut self) {
-        if self.done > self.done_at_start
-            && self.last_report.is_none_or(|(_, done)| done != self.done)
-        {
-            self.report();
-        }
-    }
-
-    fn report(&mut self) {
-        let processed = (self.done - self.done_at_start) as f64;
-        let rate = processed / self.started.elapsed().as_secs_f64().max(1e-3);
-        let remaining = (self.total - self.done) as f64;
-        eprintln!(
-            "loaded {}/{} ({:.1}%), {:.1} images/s, ETA {}",
-            self.done,
-            self.total,
-            100.0 * self.done as f64 / self.total as f64,
-            rate,
-            format_duration(remaining / rate)
-        );
-        self.last_report = Some((Instant::now(), self.done));
-    }
-}
-
-/// `45s`, `1m43s`, `2h05m`.
-fn format_duration(seconds: f64) -> String {
-    let seconds = seconds.round() as u64;
-    match seconds {
-        0..60 => format!("{seconds}s"),
-        60..3600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
-        _ => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
+    #[test]
+    fn cpu_lists_are_counted() {
+        assert_eq!(count_cpu_list("0-1\n"), Some(2));
+        assert_eq!(count_cpu_list("0"), Some(1));
+        assert_eq!(count_cpu_list("0,2-5,8"), Some(6));
+        assert_eq!(count_cpu_list(""), None);
+        assert_eq!(count_cpu_list("3-1"), None);
+        assert_eq!(count_cpu_list("x"), None);
     }
 }

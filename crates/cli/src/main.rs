@@ -24,13 +24,15 @@
 //!   (`search`) go through the very same function.
 //!
 //! The image is stored as well (`image bytea`) so that results can be shown
-//! (`search --html`) without access to the loader's file system.
+//! (`search --html`, `serve`) without access to the loader's file system.
 //!
 //! # Resuming
 //!
-//! Rows are committed in small batches, each image inside its own savepoint so a
+//! `load --jobs N` loads over N connections (N backends embed in parallel), each
+//! taking the next file from one shared queue. Rows are committed in small
+//! batches per connection, each image inside its own savepoint so a
 //! refused image rolls back alone. A load that is interrupted (Ctrl-C, kill, lost
-//! connection) loses at most its open batch, which the server rolls back; the
+//! connection) loses at most its open batches, which the server rolls back; the
 //! paths already in the table are read at start and skipped, so re-running the
 //! same command loads only the rest. `ON CONFLICT (path) DO NOTHING` keeps two
 //! concurrent loaders from duplicating rows. Paths are stored absolute
@@ -40,36 +42,34 @@ mod args;
 mod db;
 mod html;
 mod load;
+mod nearest;
+mod progress;
 mod search;
+mod serve;
+mod thumbnail;
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use args::Command;
+use args::{Cli, Command};
+use clap::{CommandFactory, Parser};
 
 /// Errors that end the run: connection failures, unreadable query file, I/O on the
 /// output. Refused images during `load` are not errors, they are reported and counted.
-pub type Error = Box<dyn std::error::Error>;
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let command = match args::parse(&argv) {
-        Ok(command) => command,
-        Err(usage_error) if argv.is_empty() => {
-            eprint!("imgsim: {usage_error}\n{}", args::USAGE);
-            return ExitCode::from(2);
+    // Usage errors and --help exit here (status 2 and 0), worded by clap.
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Load(options) => load::run(options),
+        Command::Search(options) => search::run(options),
+        Command::Serve(options) => serve::run(options),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "imgsim", &mut script);
+            std::io::stdout().write_all(&script).map_err(Into::into)
         }
-        Err(usage_error) => {
-            eprintln!("imgsim: {usage_error} (see imgsim --help)");
-            return ExitCode::from(2);
-        }
-    };
-    let result = match command {
-        Command::Help => {
-            print!("{}", args::USAGE);
-            Ok(())
-        }
-        Command::Load(options) => load::run(&options),
-        Command::Search(options) => search::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,37 +3,21 @@
 use std::collections::HashMap;
 use std::fs;
 
-use crate::args::SearchOptions;
+use crate::args::SearchArgs;
+use crate::nearest::{self, Match};
 use crate::{db, html};
 
-pub struct Match {
-    pub id: i64,
-    pub path: String,
-    pub distance: f64,
-}
-
-pub fn run(options: &SearchOptions) -> Result<(), crate::Error> {
+pub fn run(options: &SearchArgs) -> Result<(), crate::Error> {
     let query_image =
         fs::read(&options.query).map_err(|e| format!("{}: {e}", options.query.display()))?;
-    let mut client = db::connect(&options.dsn)?;
-    let table = db::quote_table(&options.table);
-    // The uncorrelated scalar subquery is computed once (an InitPlan, or folded while
-    // planning as image_embedding is immutable), so to the planner the ORDER BY is
-    // `emb <-> constant`, which an annoy (or any ordering) index on emb can serve. ORDER BY the output column keeps the
-    // same expression for distance and ordering, so it is not evaluated twice.
-    let nearest = format!(
-        "SELECT id, path, emb <-> (SELECT image_embedding($1)) AS distance
-         FROM {table} ORDER BY distance LIMIT $2"
-    );
+    let mut client = db::connect(&options.connection.db)?;
+    let table = options.table.quoted();
+    let nearest = nearest::nearest_to_image_sql(&options.table);
     let matches: Vec<Match> = client
         .query(&nearest, &[&query_image, &options.k])
         .map_err(|e| format!("search in {table} failed: {}", db::describe(&e)))?
         .iter()
-        .map(|row| Match {
-            id: row.get(0),
-            path: row.get(1),
-            distance: row.get(2),
-        })
+        .map(Match::from_row)
         .collect();
 
     print_table(&matches);
