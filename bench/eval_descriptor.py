@@ -2,7 +2,7 @@
 """Measure descriptor quality for several part weightings on ../shared/data.
 
     python3 bench/eval_descriptor.py --manifest models/efficientnet-lite0.json \
-        [--data ../shared/data] [--threads 1]
+        [--data ../shared/data] [--threads 1] [--cache DIR] [--exclude REGEX]
 
 Every image goes through the reference pipeline of bench/embed_python.py once;
 the weightings only change how the stored outputs are combined (each part
@@ -15,6 +15,11 @@ Protocols (all queries of each set are reported, nothing is picked):
   accepts another photo of the original's group (e.g. the 26 chessboard shots).
 - near-duplicate groups: for each scene photo in a group of 2+, is its nearest
   other photo in the same group (P@1)?
+- edited copies (issue 14): each scene photo cropped to a third of its area, pasted at half
+  size into another scene, given caption bands, turned 90 degrees, mirrored, made a blurred
+  thumbnail, tilted 3-10 degrees and framed as a screenshot (parameters drawn per query); the
+  original must be the nearest of all scenes and all object composites. R@1 per edit, and
+  leaf P@5 of the objects on scene backgrounds;
 - category precision@10: each RGBA object flattened onto plain grey, and
   separately onto a crop of a scene photo; each object queries all others of
   the same variant; share of the top 10 with the same leaf / top-level category.
