@@ -2,7 +2,7 @@
 """Measure descriptor quality for several part weightings on ../shared/data.
 
     python3 bench/eval_descriptor.py --manifest models/efficientnet-lite0.json \
-        [--data ../shared/data] [--threads 1]
+        [--data ../shared/data] [--threads 1] [--cache DIR] [--exclude REGEX]
 
 Every image goes through the reference pipeline of bench/embed_python.py once;
 the weightings only change how the stored outputs are combined (each part
@@ -15,6 +15,11 @@ Protocols (all queries of each set are reported, nothing is picked):
   accepts another photo of the original's group (e.g. the 26 chessboard shots).
 - near-duplicate groups: for each scene photo in a group of 2+, is its nearest
   other photo in the same group (P@1)?
+- edited copies (issue 14): each scene photo cropped to a third of its area, pasted at half
+  size into another scene, given caption bands, turned 90 degrees, mirrored, made a blurred
+  thumbnail, tilted 3-10 degrees and framed as a screenshot (parameters drawn per query); the
+  original must be the nearest of all scenes and all object composites. R@1 per edit, and
+  leaf P@5 of the objects on scene backgrounds;
 - category precision@10: each RGBA object flattened onto plain grey, and
   separately onto a crop of a scene photo; each object queries all others of
   the same variant; share of the top 10 with the same leaf / top-level category.
@@ -23,13 +28,15 @@ Prints a markdown table.
 
 import argparse
 import csv
+import hashlib
 import io
 import os
 import random
+import re
 import sys
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import embed_python as pipe  # noqa: E402
@@ -46,6 +53,8 @@ WEIGHTINGS = {
 }
 GREY = (128, 128, 128)
 SEED = 20240601  # fixed: every run builds the same queries
+# Part of the key of the --cache files: change it whenever the images or queries built change.
+PROTOCOL = "issue-14 v1"
 
 
 # ---------------------------------------------------------------------------
@@ -107,6 +116,97 @@ def copy_queries(img, rng):
     }
 
 
+def paste_into(img, others, rng):
+    """The picture at half the width of another scene photo, pasted at a random place in it."""
+    host = others[rng.randrange(len(others))].copy()
+    hw, hh = host.size
+    w, h = img.size
+    scale = 0.5 * hw / w
+    small = img.resize((max(1, round(w * scale)), max(1, min(hh, round(h * scale)))), Image.BILINEAR)
+    host.paste(small, (rng.randint(0, hw - small.size[0]), rng.randint(0, hh - small.size[1])))
+    return host
+
+
+def caption_bands(img, rng):
+    """Meme captions: a band of text above and below the picture, each 15-25 % of its height."""
+    w, h = img.size
+    top, bottom = round(h * rng.uniform(0.15, 0.25)), round(h * rng.uniform(0.15, 0.25))
+    colour = (255, 255, 255) if rng.random() < 0.5 else (0, 0, 0)
+    ink = tuple(255 - c for c in colour)
+    out = Image.new("RGB", (w, h + top + bottom), colour)
+    out.paste(img, (0, top))
+    draw = ImageDraw.Draw(out)
+    for y, band in ((0, top), (top + h, bottom)):
+        font = ImageFont.load_default(size=max(10, band // 2))
+        draw.text((w // 20, y + band // 4), rng.choice(["WHEN YOU SEE IT", "nobody:", "me at 3 am",
+                                                         "THIS IS FINE", "expectation vs reality"]),
+                  fill=ink, font=font)
+    return out
+
+
+def tilt(img, rng):
+    """A slight rotation (3-10 degrees either way), cropped to the largest upright rectangle."""
+    angle = rng.uniform(3, 10) * rng.choice([-1, 1])
+    w, h = img.size
+    rotated = img.rotate(angle, Image.BILINEAR, expand=False)
+    a = np.radians(abs(angle))
+    # Largest axis-aligned rectangle of the same aspect inside the rotated picture.
+    k = 1 / (np.cos(a) + max(w / h, h / w) * np.sin(a))
+    cw, ch = round(w * k), round(h * k)
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return rotated.crop((left, top, left + cw, top + ch))
+
+
+def screenshot(img, rng):
+    """The picture inside a browser-like window: title bar, side panel, page margins."""
+    w, h = img.size
+    scale = rng.uniform(0.55, 0.8)
+    canvas_w = round(w / scale)
+    canvas_h = round(h / scale * rng.uniform(0.95, 1.15))
+    bar = max(8, canvas_h // 12)
+    out = Image.new("RGB", (canvas_w, canvas_h + bar), (245, 245, 245))
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((0, 0, canvas_w, bar), fill=(60, 60, 70))
+    panel = round(canvas_w * rng.uniform(0.05, 0.15))
+    draw.rectangle((0, bar, panel, canvas_h + bar), fill=(225, 228, 235))
+    font = ImageFont.load_default(size=max(8, bar // 2))
+    draw.text((bar, bar // 4), "https://example.org/gallery", fill=(230, 230, 230), font=font)
+    left = rng.randint(panel, max(panel, canvas_w - w))
+    top = bar + rng.randint(0, max(0, canvas_h - h))
+    out.paste(img, (left, top))
+    for i in range(4):
+        y = min(canvas_h + bar - 2, top + h + 4 + i * (bar // 2))
+        draw.line((left, y, left + w * rng.uniform(0.4, 0.9), y), fill=(150, 150, 150), width=max(1, bar // 6))
+    return out
+
+
+def blurred_thumbnail(img, rng):
+    """A thumbnail (160-320 px on its longer side), blurred (radius 1-2.5 px), JPEG q75."""
+    w, h = img.size
+    scale = rng.uniform(160, 320) / max(w, h)
+    small = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    return jpeg(small.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 2.5))), 75)
+
+
+def hard_queries(img, others, rng):
+    """name -> copy edited as people edit pictures they share (the issue-14 protocol)."""
+    w, h = img.size
+    side = np.sqrt(1 / 3)  # a third of the area, position and aspect varied
+    aspect = rng.uniform(0.8, 1.25)
+    cw, ch = min(w, round(w * side * aspect)), min(h, round(h * side / aspect))
+    left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    return {
+        "crop a third": img.crop((left, top, left + cw, top + ch)),
+        "pasted at half size": paste_into(img, others, rng),
+        "caption bands": caption_bands(img, rng),
+        "90° turn": img.transpose(rng.choice([Image.ROTATE_90, Image.ROTATE_270])),
+        "mirror": ImageOps.mirror(img),
+        "blur": blurred_thumbnail(img, rng),
+        "tilt": tilt(img, rng),
+        "screenshot frame": screenshot(img, rng),
+    }
+
+
 def flatten_object(rgba, background):
     """Composite an RGBA cut-out, with a 10% margin, onto a background (colour or RGB image)."""
     w, h = rgba.size
@@ -151,6 +251,30 @@ def embed_all(embedder, images, batch=16):
     return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
 
 
+def cache_path(cache_dir, manifest, exclude):
+    """Where the raw outputs of this model, pre-processing and protocol are kept between runs."""
+    key = hashlib.sha256()
+    with open(manifest.model_path, "rb") as f:
+        key.update(f.read())
+    key.update(repr((PROTOCOL, manifest.shorter_to, manifest.width, manifest.height, manifest.mean.tolist(),
+                     manifest.std.tolist(), manifest.background, exclude)).encode())
+    return os.path.join(cache_dir, key.hexdigest()[:24] + ".npz")
+
+
+def load_outputs(path):
+    stored = np.load(path)
+    raw = {}
+    for k in stored.files:
+        name, output = k.split("/", 1)
+        raw.setdefault(name, {})[output] = stored[k]
+    return raw
+
+
+def save_outputs(path, raw):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(path, **{f"{name}/{output}": v for name, outputs in raw.items() for output, v in outputs.items()})
+
+
 def combine(outputs, stage_weights):
     parts = [("head", None, 1.0)] + [(s, None, w) for s, w in zip(STAGES, stage_weights) if w > 0]
     return pipe.descriptor(outputs, parts)
@@ -189,6 +313,10 @@ def main(argv=None):
                         help="decode the stored scene photos as image_embedding does: a progressive JPEG at least "
                              "8 x resize_shorter_to on its shorter side at 1/8 scale (libjpeg's, via Pillow's draft "
                              "mode); queries are still made from the full-size photo")
+    parser.add_argument("--cache", help="folder that keeps the model outputs between runs (keyed by the model "
+                                            "file, pre-processing and PROTOCOL)")
+    parser.add_argument("--exclude", help="leave out the scene photos whose file name matches this regular "
+                                              "expression (e.g. '^scikit__': the photos INT8 calibration saw)")
     args = parser.parse_args(argv)
 
     manifest = pipe.Manifest(args.manifest)
@@ -197,6 +325,8 @@ def main(argv=None):
 
     with open(os.path.join(args.data, "scenes.tsv")) as f:
         scene_rows = list(csv.DictReader(f, delimiter="\t"))
+    if args.exclude:
+        scene_rows = [r for r in scene_rows if not re.search(args.exclude, r["file"])]
     with open(os.path.join(args.data, "objects.tsv")) as f:
         object_rows = list(csv.DictReader(f, delimiter="\t"))
 
@@ -216,19 +346,36 @@ def main(argv=None):
     leaf = [r["category"] for r in object_rows]
     top = [r["category"].split("/")[0] for r in object_rows]
 
-    print(f"embedding {len(scenes)} scenes, {len(query_images)} copy queries, "
+    hard_rng = random.Random(SEED + 14)  # its own stream: the queries above stay as they were
+    hard_images, hard_owners, hard_kinds = [], [], []
+    for i, img in enumerate(scenes):
+        for kind, q in hard_queries(img, scenes[:i] + scenes[i + 1:], hard_rng).items():
+            hard_images.append(q)
+            hard_owners.append(i)
+            hard_kinds.append(kind)
+    hard_owners = np.asarray(hard_owners)
+
+    print(f"embedding {len(scenes)} scenes, {len(query_images)} + {len(hard_images)} copy queries, "
           f"{2 * len(objects)} flattened objects ...", file=sys.stderr)
     stored = scenes
     if args.dc_scale:
         stored = [stored_scene(os.path.join(args.data, "scenes", r["file"]), img, manifest)
                   for r, img in zip(scene_rows, scenes)]
         print(f"{sum(a is not b for a, b in zip(stored, scenes))} scenes stored at 1/8 scale", file=sys.stderr)
-    raw = {
-        "scenes": embed_all(embedder, stored),
-        "queries": embed_all(embedder, query_images),
-        "grey": embed_all(embedder, on_grey),
-        "scene_bg": embed_all(embedder, on_scene),
-    }
+    cached = cache_path(args.cache, manifest, args.exclude) if args.cache and not args.dc_scale else None
+    if cached and os.path.exists(cached):
+        print(f"descriptors from {cached}", file=sys.stderr)
+        raw = load_outputs(cached)
+    else:
+        raw = {
+            "scenes": embed_all(embedder, stored),
+            "queries": embed_all(embedder, query_images),
+            "grey": embed_all(embedder, on_grey),
+            "scene_bg": embed_all(embedder, on_scene),
+            "hard": embed_all(embedder, hard_images),
+        }
+        if cached:
+            save_outputs(cached, raw)
 
     header = ("| weighting (head 1.0) | copy R@1 | copy group R@1 | group P@1 | P@10 leaf grey | P@10 top grey "
               "| P@10 leaf scene-bg | P@10 top scene-bg | score |")
@@ -271,6 +418,21 @@ def main(argv=None):
               f"the original: full size mean {np.mean(to_full):.4f} (min {np.min(to_full):.4f}), 1/8 scale mean "
               f"{np.mean(to_small):.4f} (min {np.min(to_small):.4f}); best other photo mean "
               f"{np.mean(runner_up):.4f} (max {np.max(runner_up):.4f})")
+
+    # The harder edits, against every scene and every object composite as distractors.
+    hard_kind_names = list(dict.fromkeys(hard_kinds))
+    print(f"\nEdited copies (issue 14): {len(hard_images)} queries ({len(hard_kind_names)} per scene) against "
+          f"{len(scenes)} scenes + {len(on_grey) + len(on_scene)} object composites; R@1 by edit; P@5 leaf on "
+          f"scene backgrounds:\n")
+    print("| weighting | all | " + " | ".join(hard_kind_names) + " | P@5 leaf scene-bg |")
+    print("|" + "|".join(["---"] * (len(hard_kind_names) + 3)) + "|")
+    for name, weights in WEIGHTINGS.items():
+        db = np.concatenate([combine(raw[k], weights) for k in ("scenes", "grey", "scene_bg")])
+        nearest = np.argmax(combine(raw["hard"], weights) @ db.T, axis=1)
+        found = nearest == hard_owners
+        by_kind = [float(np.mean(found[[k == kind for k in hard_kinds]])) for kind in hard_kind_names]
+        p5 = precision_at_k(combine(raw["scene_bg"], weights), leaf, k=5)
+        print(f"| {name} | {np.mean(found):.3f} | " + " | ".join(f"{v:.3f}" for v in by_kind) + f" | {p5:.3f} |")
 
     kinds = list(dict.fromkeys(query_kinds))
     print("\nCopy detection R@1 by transformation:\n")

@@ -4,13 +4,17 @@
 # same images) in the same run. Figures go to BENCHMARKS.md.
 #
 # usage: bench/run_embed_bench.sh [RUNS=3]   (data: ../shared/data scenes + objects)
+#   IMGSIM_BENCH_PORT, IMGSIM_BENCH_PGDATA: the cluster to use (default 55434, /var/tmp/imgsim/bench-pgdata)
+#   IMGSIM_BENCH_MANIFEST: the model both pipelines run (default: the installed bundled model)
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 RUNS=${1:-3}
 DATA="$REPO_ROOT/../shared/data"
-PGDATA_BENCH=/var/tmp/imgsim/bench-pgdata
-PORT=55434
+PGDATA_BENCH=${IMGSIM_BENCH_PGDATA:-/var/tmp/imgsim/bench-pgdata}
+PORT=${IMGSIM_BENCH_PORT:-55434}
+MANIFEST=${IMGSIM_BENCH_MANIFEST:-$("$PG_CONFIG" --sharedir)/imgsim/efficientnet-lite0.json}
 PSQL=(psql -X -qtA -v ON_ERROR_STOP=1 -h /tmp -p "$PORT" -U postgres -d imgsim_bench)
-IMAGES=/var/tmp/imgsim/bench-images
+IMAGES=$(dirname "$PGDATA_BENCH")/bench-images
+MEMORY_BACKENDS=4
 
 begin "images the server can read"
 as_root rm -rf "$IMAGES"; as_root mkdir -p "$IMAGES"
@@ -21,7 +25,7 @@ echo "$count images"
 
 begin "bench cluster on port $PORT"
 cluster_stop "$PGDATA_BENCH"   # restart so this run's settings apply
-cluster_start "$PGDATA_BENCH" "$PORT" shared_buffers=1GB
+cluster_start "$PGDATA_BENCH" "$PORT" shared_buffers=1GB "imgsim.model=$MANIFEST"
 psql -X -q -h /tmp -p "$PORT" -U postgres -d postgres -c "DROP DATABASE IF EXISTS imgsim_bench" -c "CREATE DATABASE imgsim_bench"
 "${PSQL[@]}" -c "CREATE EXTENSION imgsim" \
     -c "CREATE TABLE images AS SELECT f AS name, pg_read_binary_file('$IMAGES/' || f) AS image FROM pg_ls_dir('$IMAGES') f"
@@ -45,7 +49,7 @@ embed_seconds() {
 median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 python_images_per_s() {
-    "$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "$REPO_ROOT/models/efficientnet-lite0.json" \
+    "$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "$MANIFEST" \
         --threads 1 --runs 1 "$IMAGES" | awk '/^throughput:/ {print $2}'
 }
 
@@ -66,14 +70,26 @@ for column in 1 2 3 4; do
     printf '%s\n' "${rounds[@]}" | awk -v c=$column '{print $c}' | median
 done | paste -sd' ' | awk '{printf "median: postgres 1 backend %.1f, 2 backends %.1f, python %.1f images/s; 1 backend / python %.2f\n", $1, $2, $3, $4}'
 
-begin "memory of a backend after embedding (one session reads its own /proc status)"
-"${PSQL[@]}" -c "SELECT count(image_embedding(image)) FROM (SELECT image FROM images ORDER BY name LIMIT 50) s" \
-    -c "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/status')" | grep -E "VmRSS|VmHWM"
+begin "memory per backend: $MEMORY_BACKENDS backends embed at once, then each reads its own /proc smaps_rollup"
+# Private = Private_Clean + Private_Dirty: what each further backend adds. Pss
+# shares the pages mapped by several processes among them. A backend that never
+# embedded is measured first for comparison.
+rollup_kb() { awk '/^(Rss|Pss|Private_Clean|Private_Dirty):/ {v[$1] = $2} END {printf "rss %d kB, pss %d kB, private %d kB\n", v["Rss:"], v["Pss:"], v["Private_Clean:"] + v["Private_Dirty:"]}'; }
+"${PSQL[@]}" -c "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/smaps_rollup')" | rollup_kb | sed 's/^/no embedding: /'
+out=$(mktemp)
+for b in $(seq "$MEMORY_BACKENDS"); do
+    "${PSQL[@]}" -c "SELECT count(image_embedding(image)) FROM (SELECT image FROM images ORDER BY name LIMIT 50) s" \
+        -c "SELECT pg_sleep(3)" -c "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/smaps_rollup')" | rollup_kb >"$out.$b" &
+done
+wait
+for b in $(seq "$MEMORY_BACKENDS"); do sed "s/^/backend $b: /" "$out.$b"; rm -f "$out.$b"; done
+rm -f "$out"
 
 begin "Python reference (Pillow + onnxruntime, 1 thread), same images, split by stage"
-"$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "$REPO_ROOT/models/efficientnet-lite0.json" --threads 1 "$IMAGES"
+"$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "$MANIFEST" --threads 1 "$IMAGES"
 
 begin "the same Rust pipeline outside Postgres, split by stage"
 (cd "$REPO_ROOT" && cargo run --release -q -p imgsim-embed --example bench_embed -- \
-    "$REPO_ROOT/models/efficientnet-lite0.json" "$("$PG_CONFIG" --pkglibdir)/imgsim/libonnxruntime.so" "$IMAGES")
+    "$MANIFEST" "$("$PG_CONFIG" --pkglibdir)/imgsim/libonnxruntime.so" "$IMAGES")
+cluster_stop "$PGDATA_BENCH"
 CURRENT_STEP=done

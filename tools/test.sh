@@ -33,6 +33,11 @@ model_conversion_test() {
     "$VENV/bin/python" "$REPO_ROOT/models/test_conversion.py" --manifest "$REPO_ROOT/models/efficientnet-lite0.json"
 }
 
+int8_model_test() {
+    "$VENV/bin/python" "$REPO_ROOT/models/test_quantization.py" --manifest "$REPO_ROOT/models/efficientnet-lite0-int8.json" \
+        --float-manifest "$REPO_ROOT/models/efficientnet-lite0.json"
+}
+
 sql_regression_tests() {
     local out; out=$(mktemp -d); chmod 777 "$out"
     local tests; tests=$(cd "$REPO_ROOT/tests/pg_regress/sql" && ls *.sql | sed 's/\.sql$//')
@@ -78,6 +83,7 @@ on_exit 'cluster_stop "$TEST_PGDATA"'
 
 run_suite "Rust unit tests (kernels, index core, embedding)" rust_unit_tests
 run_suite "model conversion (classification of real photos)" model_conversion_test
+run_suite "INT8 model (classification, closeness to the float model, reproducible)" int8_model_test
 run_suite "SQL regression tests (pg_regress)" sql_regression_tests
 run_suite "README SQL examples" bash "$REPO_ROOT/tests/readme_examples.sh" "$TEST_PORT" "$SERVER_PHOTOS"
 run_suite "command-line loader, search and HTML page" env IMGSIM_CLI="$IMGSIM_CLI" \

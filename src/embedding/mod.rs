@@ -4,13 +4,18 @@
 //! The ONNX Runtime session is created lazily on first use in each backend
 //! (never in the postmaster, so nothing is shared across fork) and reused
 //! until `imgsim.model` or `imgsim.threads` changes.
+//!
+//! The descriptors of the last few inputs are kept until the end of the
+//! transaction: under a generic plan `image_embedding($1)` is evaluated once
+//! per row returned, and must not run the model each time.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
 use std::path::PathBuf;
 
 use half::f16;
-use imgsim_embed::{EmbedError, Embedder, Manifest};
+use imgsim_embed::{EmbedError, Embedder, Manifest, RecentInputs};
+use pgrx::callbacks::{register_xact_callback, PgXactCallbackEvent};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting, PgSqlErrorCode};
 
@@ -66,14 +71,71 @@ fn onnxruntime_library() -> PathBuf {
     pkglib_dir().join("imgsim").join("libonnxruntime.so")
 }
 
+/// Distinct inputs whose descriptors are kept (a statement rarely embeds more
+/// than one or two images per row) ...
+const RECENT_INPUTS: usize = 4;
+/// ... and the most bytes of input kept for them; a larger image is not kept.
+const RECENT_BYTES: usize = 16 << 20;
+
 struct Loaded {
     manifest_path: PathBuf,
     threads: usize,
     embedder: Embedder,
+    recent: Recent,
+}
+
+/// Descriptors of the latest inputs, valid for this model within one transaction.
+struct Recent {
+    transaction: pg_sys::LocalTransactionId,
+    inputs: RecentInputs<Vector2048>,
 }
 
 thread_local! {
     static EMBEDDER: RefCell<Option<Loaded>> = const { RefCell::new(None) };
+    /// Images this backend has run through the model (not answered from `Recent`).
+    static MODEL_RUNS: Cell<i64> = const { Cell::new(0) };
+}
+
+fn local_transaction_id() -> pg_sys::LocalTransactionId {
+    // SAFETY: MyProc is this backend's PGPROC, set up before any SQL function runs.
+    unsafe { (*pg_sys::MyProc).lxid }
+}
+
+/// Frees the kept inputs at the end of the transaction, so an idle backend holds none.
+fn forget_recent_inputs() {
+    EMBEDDER.with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            if let Some(loaded) = slot.as_mut() {
+                loaded.recent.inputs.clear();
+            }
+        }
+    });
+}
+
+impl Recent {
+    fn new() -> Recent {
+        Recent {
+            transaction: pg_sys::InvalidLocalTransactionId,
+            inputs: RecentInputs::new(RECENT_INPUTS, RECENT_BYTES),
+        }
+    }
+
+    /// The kept inputs, emptied first if they were kept in an earlier transaction.
+    fn current(&mut self) -> &mut RecentInputs<Vector2048> {
+        let transaction = local_transaction_id();
+        if self.transaction != transaction {
+            self.inputs.clear();
+            self.transaction = transaction;
+            for event in [
+                PgXactCallbackEvent::Commit,
+                PgXactCallbackEvent::Abort,
+                PgXactCallbackEvent::Prepare,
+            ] {
+                register_xact_callback(event, forget_recent_inputs);
+            }
+        }
+        &mut self.inputs
+    }
 }
 
 fn raise(error: EmbedError) -> ! {
@@ -102,7 +164,7 @@ fn raise(error: EmbedError) -> ! {
 }
 
 /// Run `f` with this backend's embedder, loading it if needed.
-fn with_embedder<T>(f: impl FnOnce(&Embedder) -> T) -> T {
+fn with_embedder<T>(f: impl FnOnce(&mut Loaded) -> T) -> T {
     let manifest_path = MODEL
         .get()
         .filter(|p| !p.is_empty())
@@ -117,9 +179,10 @@ fn with_embedder<T>(f: impl FnOnce(&Embedder) -> T) -> T {
             let manifest = Manifest::load(&manifest_path).unwrap_or_else(|e| raise(e));
             let embedder =
                 Embedder::new(&manifest, &onnxruntime_library(), threads, DIMS).unwrap_or_else(|e| raise(e));
-            *slot = Some(Loaded { manifest_path, threads, embedder });
+            let recent = Recent::new();
+            *slot = Some(Loaded { manifest_path, threads, embedder, recent });
         }
-        f(&slot.as_ref().expect("embedder loaded").embedder)
+        f(slot.as_mut().expect("embedder loaded"))
     })
 }
 
@@ -137,6 +200,23 @@ fn to_vector(descriptor: &[f32]) -> Vector2048 {
 #[pg_extern(immutable, strict, parallel_safe)]
 fn image_embedding(image: &[u8]) -> Vector2048 {
     pg_sys::check_for_interrupts!();
-    let descriptor = with_embedder(|embedder| embedder.embed(image)).unwrap_or_else(|e| raise(e));
-    to_vector(&descriptor)
+    with_embedder(|loaded| {
+        let recent = loaded.recent.current();
+        if let Some(vector) = recent.get(image) {
+            return Ok(vector);
+        }
+        MODEL_RUNS.set(MODEL_RUNS.get() + 1);
+        let vector = to_vector(&loaded.embedder.embed(image)?);
+        recent.insert(image, vector.clone());
+        Ok(vector)
+    })
+    .unwrap_or_else(|e| raise(e))
+}
+
+/// How many images this backend has run through the model: calls of
+/// `image_embedding` not answered from the descriptors kept for the
+/// transaction's latest inputs. For tests and diagnostics.
+#[pg_extern(volatile, parallel_restricted)]
+fn imgsim_model_runs() -> i64 {
+    MODEL_RUNS.get()
 }

@@ -6,6 +6,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![forbid(unsafe_code)]
 
+mod cache;
 mod decode;
 mod embedder;
 mod error;
@@ -13,6 +14,7 @@ mod jpeg_dc;
 pub mod manifest;
 mod preprocess;
 
+pub use cache::RecentInputs;
 pub use decode::{
     decode, decode_for_size, DecodeLimits, DecodedImage, MAX_ALLOC, MAX_PIXELS, MAX_SIDE,
 };
