@@ -6,7 +6,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 begin "apt packages"
 # chromium: the tests load the HTML results page in a headless browser.
-APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo python3-venv bc chromium)
+# libzstd-dev liblz4-dev libkrb5-dev: building Citus (tools/citus.sh).
+APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo python3-venv bc chromium
+    libzstd-dev liblz4-dev libkrb5-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -90,4 +92,15 @@ begin "build the imgsim command-line client"
 (cd "$REPO_ROOT" && cargo build --release -q -p imgsim-cli)
 IMGSIM_CLI="$REPO_ROOT/target/release/imgsim"
 echo "ok: $IMGSIM_CLI"
+
+begin "Citus (for the cluster test), built from ../shared/citus"
+source "$REPO_ROOT/tools/citus.sh"
+if citus_source_present; then
+    citus_build
+    citus_install
+elif [ "${CI:-}" = true ]; then
+    die "no Citus source at $CITUS_SOURCE_DIR (CI runs the Citus cluster test)"
+else
+    echo "skipped: no Citus source at $CITUS_SOURCE_DIR (the Citus cluster test will be skipped)"
+fi
 CURRENT_STEP="done"
