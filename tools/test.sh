@@ -77,6 +77,8 @@ run_suite "command-line loader, search and HTML page" env IMGSIM_CLI="$IMGSIM_CL
 run_suite "crash recovery: kill -9 during inserts" bash "$REPO_ROOT/tests/tap/crash_recovery.sh"
 run_suite "streaming replica answers like the primary" bash "$REPO_ROOT/tests/tap/replica.sh"
 run_suite "concurrent inserts, deletes, queries and VACUUM" bash "$REPO_ROOT/tests/tap/concurrency.sh"
+run_suite "Citus cluster: distributed table, annoy on every shard, moves, a worker down" env IMGSIM_CLI="$IMGSIM_CLI" \
+    bash "$REPO_ROOT/tests/citus/cluster.sh" "$SERVER_PHOTOS"
 
 CURRENT_STEP="summary"
 echo
