@@ -76,10 +76,12 @@ ok "a second load skips everything (its SELECT path and ON CONFLICT work on the 
 same "every shard has rows, two shards on each worker" "$W1 2
 $W2 2" "$(sql $COORD -F' ' -c "WITH rows AS (SELECT shardid, result::int AS n FROM run_command_on_shards('photos', 'SELECT count(*) FROM %s'))
     SELECT nodeport, count(*) FROM citus_shards JOIN rows USING (shardid) WHERE n > 0 GROUP BY nodeport ORDER BY nodeport")"
-# The WHERE is pushed down, so image_embedding runs on the workers here, while
-# the loader's INSERT had it computed for the coordinator's shard query.
-same "image_embedding on the workers gives the vectors the load stored" 0 \
-    "$(sql $COORD -c "SELECT count(*) FROM photos WHERE emb::text <> image_embedding(image)::text")"
+# The loader's INSERT had image_embedding($2) computed on the coordinator (for
+# the shard's query); this WHERE is pushed down, so the workers compute it.
+RECOMPUTE="SELECT count(*) FROM photos WHERE emb::text <> image_embedding(image)::text"
+same "the shards' queries call image_embedding on the workers" 4 \
+    "$(sql $COORD -c "SET citus.explain_all_tasks = on" -c "EXPLAIN (VERBOSE, COSTS OFF) $RECOMPUTE" | grep -c 'Query: .*image_embedding(image)')"
+same "image_embedding on the workers gives the vectors the load stored" 0 "$(sql $COORD -c "$RECOMPUTE")"
 sql "$COORD" -c "CREATE TABLE query_vectors (name text PRIMARY KEY, emb vector2048 NOT NULL)" \
     -c "SELECT create_reference_table('query_vectors')" >/dev/null
 for q in "${QUERIES[@]}"; do
