@@ -6,9 +6,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 begin "apt packages"
 # chromium, chromium-driver: the tests load the results page and drive `imgsim serve`
-# in a headless browser.
+# in a headless browser. libzstd-dev liblz4-dev libkrb5-dev: building Citus (tools/citus.sh).
 APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo python3-venv bc
-              chromium chromium-driver)
+              chromium chromium-driver libzstd-dev liblz4-dev libkrb5-dev)
 # Packaged photos for the demo's collection (cut-out objects by category, nature
 # wallpapers), without what they recommend (Tux Paint itself).
 PHOTO_PACKAGES=(tuxpaint-stamps-default mate-backgrounds)
@@ -110,4 +110,15 @@ begin "build the imgsim command-line client"
 (cd "$REPO_ROOT" && cargo build --release -q -p imgsim-cli)
 IMGSIM_CLI="$REPO_ROOT/target/release/imgsim"
 echo "ok: $IMGSIM_CLI"
+
+begin "Citus (for the cluster test), built from ../shared/citus"
+source "$REPO_ROOT/tools/citus.sh"
+if citus_source_present; then
+    citus_build
+    citus_install
+elif [ "${CI:-}" = true ]; then
+    die "no Citus source at $CITUS_SOURCE_DIR (CI runs the Citus cluster test)"
+else
+    echo "skipped: no Citus source at $CITUS_SOURCE_DIR (the Citus cluster test will be skipped)"
+fi
 CURRENT_STEP="done"
