@@ -12,7 +12,7 @@ use crate::format::*;
 use std::sync::Arc;
 
 use crate::items::{for_each_record_from, read_item, ItemAppender, ItemLoc};
-use crate::update::{add_to_tree, NewEntry};
+use crate::update::{add_to_tree, CodedPoint, NewEntry};
 use crate::meta::{write_basis, Meta, META_BLOCK};
 use crate::pca;
 use crate::space::{dot_code, quantize, Rng, TreeSpace};
@@ -408,26 +408,17 @@ fn stream_items<S: PageStore>(
     total: u64,
     progress: &mut dyn FnMut(BuildPhase, u64, u64),
 ) {
-    let space = &meta.space;
-    let d = space.reduced_dims;
     let mut vector = vec![f16::ZERO; DIMS];
-    let mut reduced = vec![f16::ZERO; d];
-    let mut code = vec![0u8; code_stride(d)];
-    let mut point = vec![0f32; d];
     let mut done = 0u64;
     for_each_record_from(store, start, |loc| {
         let header = read_item(store, loc, &mut vector).expect("the build reads back the records it wrote");
-        space.reduce_item(&vector, header.norm_sq, &mut reduced);
-        let (scale, code_norm_sq) = space.item_code(&reduced, &mut code[..d]);
-        space.item_vector(&reduced, &mut point);
-        let entry = LeafEntryHeader {
-            item_block: loc.block,
-            item_offset: loc.offset,
-            reserved: 0,
-            scale,
-            code_norm_sq,
+        let coded = CodedPoint::of(&meta.space, &vector, header.norm_sq);
+        let new = NewEntry {
+            entry: coded.entry(loc),
+            code: &coded.code,
+            point: &coded.point,
+            seed: meta.header.seed ^ loc.key(),
         };
-        let new = NewEntry { entry, code: &code, point: &point, seed: meta.header.seed ^ loc.key() };
         for (t, root) in meta.roots.iter().enumerate() {
             add_to_tree(store, *root, t, &new).expect("the build's own trees are sound");
         }

@@ -16,7 +16,7 @@ use crate::build::{write_leaf_entry, write_new_leaf, CodedItems, TreeBuilder};
 use crate::format::*;
 use crate::items::{finish_insert, refill, ItemAppender, ItemLoc};
 use crate::meta::{Meta, META_BLOCK};
-use crate::space::{dot_f32, Rng};
+use crate::space::{dot_f32, Rng, TreeSpace};
 use crate::store::{PageKind, PageStore};
 use crate::{Corruption, Tid};
 
@@ -30,22 +30,11 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
 
     let mut meta_page = store.write(META_BLOCK);
     let mut meta = Meta::parse(store, &meta_page)?;
-    let td = meta.reduced_dims();
-    let mut reduced = vec![f16::ZERO; meta.space.reduced_dims];
-    meta.space.reduce_item(vector, norm_sq, &mut reduced);
-    let mut code = vec![0u8; code_stride(td)];
-    let (scale, code_norm_sq) = meta.space.item_code(&reduced, &mut code[..td]);
-    let mut point = vec![0f32; td];
-    meta.space.item_vector(&reduced, &mut point);
+    let coded = CodedPoint::of(&meta.space, vector, norm_sq);
+    let (code, point) = (&coded.code, &coded.point);
 
     let loc = store_record(store, &mut meta.header, record, vector)?;
-    let entry = LeafEntryHeader {
-        item_block: loc.block,
-        item_offset: loc.offset,
-        reserved: 0,
-        scale,
-        code_norm_sq,
-    };
+    let entry = coded.entry(loc);
 
     // Trees of an index built empty get their first leaf now, holding the item.
     let planted: Vec<bool> = meta.roots.iter().map(|r| r.kind == NODE_EMPTY).collect();
@@ -56,12 +45,45 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
     meta.write_to(&mut meta_page);
     drop(meta_page);
 
-    let new_entry = NewEntry { entry, code: &code, point: &point, seed: meta.header.seed ^ loc.key() };
+    let new_entry = NewEntry { entry, code, point, seed: meta.header.seed ^ loc.key() };
     for (t, root) in meta.roots.iter().enumerate().filter(|&(t, _)| !planted[t]) {
         add_to_tree(store, *root, t, &new_entry)?;
     }
     finish_insert(store, loc);
     Ok(())
+}
+
+/// An item coded for the trees: its int8 code (`code_stride` bytes) with
+/// the code's scale and scaled squared norm, and its tree-space point.
+pub(crate) struct CodedPoint {
+    pub code: Vec<u8>,
+    pub scale: f32,
+    pub code_norm_sq: f32,
+    pub point: Vec<f32>,
+}
+
+impl CodedPoint {
+    pub fn of(space: &TreeSpace, vector: &[f16], norm_sq: f32) -> Self {
+        let d = space.reduced_dims;
+        let mut reduced = vec![f16::ZERO; d];
+        space.reduce_item(vector, norm_sq, &mut reduced);
+        let mut code = vec![0u8; code_stride(d)];
+        let (scale, code_norm_sq) = space.item_code(&reduced, &mut code[..d]);
+        let mut point = vec![0f32; d];
+        space.item_vector(&reduced, &mut point);
+        CodedPoint { code, scale, code_norm_sq, point }
+    }
+
+    /// Its leaf entry, for the record at `loc`.
+    pub fn entry(&self, loc: ItemLoc) -> LeafEntryHeader {
+        LeafEntryHeader {
+            item_block: loc.block,
+            item_offset: loc.offset,
+            reserved: 0,
+            scale: self.scale,
+            code_norm_sq: self.code_norm_sq,
+        }
+    }
 }
 
 /// A leaf entry to add to the trees: the entry with its code, the item's
