@@ -3,13 +3,14 @@
 //! a [`PageStore`].
 //!
 //! Design (README.md has the reasoning and measurements):
-//! vectors are rotated by a seeded pseudo-random orthogonal transform and
-//! truncated to D' coordinates (the *tree space*). Trees split there with
+//! vectors are projected onto D' coordinates (the *tree space*) by a map
+//! learned from a sample at build time (`pca`). Trees split there with
 //! two-means hyperplanes, and every leaf entry carries an int8 code of its
 //! item, so a candidate costs a D'-long int8 dot product instead of a 2048-d
 //! f16 distance. The best `rerank` candidates by code are re-ranked with the
 //! exact vectors, which are stored once per item in the index.
-#![deny(unsafe_op_in_unsafe_fn)]
+// SIMD lives in imgsim-kernels; the core itself needs no unsafe code.
+#![forbid(unsafe_code)]
 
 pub mod build;
 pub mod check;
