@@ -117,8 +117,8 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
         if state.max_scan_items.is_some_and(|bound| state.returned >= bound) {
             return false;
         }
-        match searcher.next_item() {
-            Ok(Some((tid, distance))) => {
+        match searcher.next() {
+            Some(Ok((tid, distance))) => {
                 state.returned += 1;
                 item_pointer_from_tid(tid, &mut scan.xs_heaptid);
                 // Exact distances in ascending order: nothing to recheck.
@@ -128,8 +128,8 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
                 *scan.xs_orderbynulls = false;
                 true
             }
-            Ok(None) => false,
-            Err(corruption) => raise_corruption(&state.index_name, corruption),
+            None => false,
+            Some(Err(corruption)) => raise_corruption(&state.index_name, corruption),
         }
     }
 }

@@ -99,7 +99,7 @@ pub struct Searcher<'s, S: PageStore> {
     vector: Vec<f16>,
     normal: Vec<f32>,
     /// Set once the pages turned out corrupted.
-    failed: Option<Corruption>,
+    failed: bool,
 }
 
 /// Hashes the u64 item keys of the seen-set with one SplitMix64 finaliser,
@@ -186,26 +186,8 @@ impl<'s, S: PageStore> Searcher<'s, S> {
             vector: vec![f16::ZERO; DIMS],
             normal,
             meta,
-            failed: None,
+            failed: false,
         })
-    }
-
-    /// The metric distances are reported in.
-    pub fn metric(&self) -> Metric {
-        self.meta.space.metric
-    }
-
-    /// Next item and its exact distance; `None` once every item was returned.
-    /// After an error the scan is over: every later call returns it again.
-    pub fn next_item(&mut self) -> Result<Option<(Tid, f32)>, Corruption> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let next = self.advance();
-        if let Err(e) = &next {
-            self.failed = Some(e.clone());
-        }
-        next
     }
 
     fn advance(&mut self) -> Result<Option<(Tid, f32)>, Corruption> {
@@ -391,12 +373,15 @@ impl<'s, S: PageStore> Searcher<'s, S> {
 impl<S: PageStore> Iterator for Searcher<'_, S> {
     type Item = Result<(Tid, f32), Corruption>;
 
-    /// Ends after yielding an error once.
+    /// The next item and its exact distance; `None` once every item was
+    /// returned. After an error (corrupted pages) the scan is over.
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed.is_some() {
+        if self.failed {
             return None;
         }
-        self.next_item().transpose()
+        let next = self.advance();
+        self.failed = next.is_err();
+        next.transpose()
     }
 }
 
