@@ -93,7 +93,7 @@ unsafe fn check_index(index_oid: pg_sys::Oid, nowait: bool) -> CheckReport {
         // The rule of LOCK TABLE … IN SHARE MODE: the check may hold off
         // writers only for a role that could lock the table that way.
         let lock_rights = pg_sys::ACL_UPDATE | pg_sys::ACL_DELETE | pg_sys::ACL_TRUNCATE;
-        if pg_sys::pg_class_aclcheck(heap, pg_sys::GetUserId(), lock_rights.into()) != pg_sys::AclResult::ACLCHECK_OK {
+        if pg_sys::pg_class_aclcheck(heap, pg_sys::GetUserId(), lock_rights) != pg_sys::AclResult::ACLCHECK_OK {
             UserError::new(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!("permission denied to check annoy index \"{name}\""),

@@ -423,7 +423,7 @@ fn stream_items<S: PageStore>(
             add_to_tree(store, *root, t, &new).expect("the build's own trees are sound");
         }
         done += 1;
-        if done % 256 == 0 || done == total {
+        if done.is_multiple_of(256) || done == total {
             progress(BuildPhase::StreamingItems, done, total);
         }
     });

@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn text_round_trip_keeps_every_bit() {
-        let values: Vec<f16> = (0..DIMS as u16).map(|i| f16::from_bits(i * 15 % 0x7c00 | (i & 1) << 15)).collect();
+        let values: Vec<f16> = (0..DIMS as u16).map(|i| f16::from_bits((i * 15 % 0x7c00) | ((i & 1) << 15))).collect();
         let text = format_text(&values);
         let parsed = parse_text(&text).unwrap();
         assert!(values.iter().zip(parsed.iter()).all(|(a, b)| a.to_bits() == b.to_bits()));
