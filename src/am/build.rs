@@ -10,8 +10,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
-use super::page::{log_bulk_build, Logging, PgStore};
 use super::options;
+use super::page::{log_bulk_build, Logging, PgStore};
 use super::relation::{index_metric, relation_name, tid_from_item_pointer};
 use crate::error::UserError;
 use crate::vector::VectorRef;
@@ -53,10 +53,11 @@ struct BuildState<'s> {
 
 fn raise_build_error(index_name: &str, error: BuildError) -> ! {
     match error {
-        BuildError::InvalidOptions(detail) => {
-            UserError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("invalid annoy options: {detail}"))
-                .raise()
-        }
+        BuildError::InvalidOptions(detail) => UserError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("invalid annoy options: {detail}"),
+        )
+        .raise(),
         other => error!("annoy build of \"{index_name}\" failed: {other}"),
     }
 }
@@ -77,7 +78,10 @@ unsafe extern "C-unwind" fn build_callback(
         return; // NULL vectors are not indexed
     }
     let vector = unsafe { VectorRef::from_datum(*values) };
-    let builder = state.builder.as_mut().expect("builder present during the scan");
+    let builder = state
+        .builder
+        .as_mut()
+        .expect("builder present during the scan");
     match builder.add(tid_from_item_pointer(unsafe { &*tid }), vector.as_slice()) {
         // As pgvector's HNSW says when its graph outgrows the setting.
         Ok(true) => UserError::new(
@@ -144,10 +148,17 @@ unsafe fn build_internal(
         let builder = Builder::new(&store, build_options, index_metric(index), budget)
             .unwrap_or_else(|e| raise_build_error(&index_name, e))
             .with_threads(build_threads(), block_signals);
-        let mut state = BuildState { builder: Some(builder), index_name, heap_tuples: 0.0 };
+        let mut state = BuildState {
+            builder: Some(builder),
+            index_name,
+            heap_tuples: 0.0,
+        };
 
         report_progress(PROGRESS_CREATEIDX_SUBPHASE, SUBPHASE_LOADING);
-        report_progress(PROGRESS_CREATEIDX_TUPLES_TOTAL, (*(*heap).rd_rel).reltuples.max(0.0) as i64);
+        report_progress(
+            PROGRESS_CREATEIDX_TUPLES_TOTAL,
+            (*(*heap).rd_rel).reltuples.max(0.0) as i64,
+        );
         pg_sys::table_index_build_scan(
             heap,
             index,
@@ -159,7 +170,10 @@ unsafe fn build_internal(
             std::ptr::null_mut(),
         );
 
-        let builder = state.builder.take().expect("builder present after the scan");
+        let builder = state
+            .builder
+            .take()
+            .expect("builder present after the scan");
         let stats = builder.finish(&mut |phase, done, total| {
             let subphase = match phase {
                 BuildPhase::LoadingItems => SUBPHASE_LOADING,
@@ -190,8 +204,13 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     unsafe {
         let store = PgStore::new(index, pg_sys::ForkNumber::INIT_FORKNUM, Logging::BulkBuild);
         let name = relation_name(index);
-        let builder = Builder::new(&store, options::build_options(index), index_metric(index), usize::MAX)
-            .unwrap_or_else(|e| raise_build_error(&name, e));
+        let builder = Builder::new(
+            &store,
+            options::build_options(index),
+            index_metric(index),
+            usize::MAX,
+        )
+        .unwrap_or_else(|e| raise_build_error(&name, e));
         builder.finish(&mut |_, _, _| {});
         log_bulk_build(index, pg_sys::ForkNumber::INIT_FORKNUM);
     }

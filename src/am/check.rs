@@ -84,16 +84,23 @@ unsafe fn check_index(index_oid: pg_sys::Oid, nowait: bool) -> CheckReport {
         let rel = pg_sys::relation_open(index_oid, access_share);
         let name = relation_name(rel);
         let annoy = pg_sys::get_index_am_oid(c"annoy".as_ptr(), false);
-        if (*(*rel).rd_rel).relkind != pg_sys::RELKIND_INDEX as i8 || (*(*rel).rd_rel).relam != annoy {
+        if (*(*rel).rd_rel).relkind != pg_sys::RELKIND_INDEX as i8
+            || (*(*rel).rd_rel).relam != annoy
+        {
             pg_sys::relation_close(rel, access_share);
-            UserError::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("\"{name}\" is not an annoy index"))
-                .raise();
+            UserError::new(
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("\"{name}\" is not an annoy index"),
+            )
+            .raise();
         }
         let heap = pg_sys::IndexGetRelation(index_oid, false);
         // The rule of LOCK TABLE … IN SHARE MODE: the check may hold off
         // writers only for a role that could lock the table that way.
         let lock_rights = pg_sys::ACL_UPDATE | pg_sys::ACL_DELETE | pg_sys::ACL_TRUNCATE;
-        if pg_sys::pg_class_aclcheck(heap, pg_sys::GetUserId(), lock_rights) != pg_sys::AclResult::ACLCHECK_OK {
+        if pg_sys::pg_class_aclcheck(heap, pg_sys::GetUserId(), lock_rights)
+            != pg_sys::AclResult::ACLCHECK_OK
+        {
             UserError::new(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!("permission denied to check annoy index \"{name}\""),
@@ -115,8 +122,10 @@ unsafe fn check_index(index_oid: pg_sys::Oid, nowait: bool) -> CheckReport {
                 pg_sys::LockRelationOid(heap, share);
             }
             pg_sys::LockRelationOid(index_oid, share);
-            let store = PgStore::with_fixed_size(rel, pg_sys::ForkNumber::MAIN_FORKNUM, Logging::Generic);
-            let report = imgsim_forest::check(&store).unwrap_or_else(|c| raise_corruption(&name, c));
+            let store =
+                PgStore::with_fixed_size(rel, pg_sys::ForkNumber::MAIN_FORKNUM, Logging::Generic);
+            let report =
+                imgsim_forest::check(&store).unwrap_or_else(|c| raise_corruption(&name, c));
             // Writers may go on at once; nothing read is used after this.
             pg_sys::UnlockRelationOid(index_oid, share);
             pg_sys::UnlockRelationOid(heap, share);

@@ -35,7 +35,10 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         // Item pages read to re-rank; candidates scored from leaf codes.
         let visited = (params.rerank as f64).min(index_tuples);
         let scored = (params.search_k as f64).min(index_tuples);
-        let mut costs = pg_sys::GenericCosts { numIndexTuples: visited, ..Default::default() };
+        let mut costs = pg_sys::GenericCosts {
+            numIndexTuples: visited,
+            ..Default::default()
+        };
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let scoring = scored * pg_sys::cpu_operator_cost;
         // The search happens before the first row comes back. Returning

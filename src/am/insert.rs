@@ -27,7 +27,9 @@ pub unsafe extern "C-unwind" fn aminsert(
         }
         let vector = VectorRef::from_datum(*values);
         let store = PgStore::new(index, pg_sys::ForkNumber::MAIN_FORKNUM, Logging::Generic);
-        if let Err(corruption) = imgsim_forest::insert(&store, tid_from_item_pointer(&*heap_tid), vector.as_slice()) {
+        if let Err(corruption) =
+            imgsim_forest::insert(&store, tid_from_item_pointer(&*heap_tid), vector.as_slice())
+        {
             raise_corruption(&relation_name(index), corruption);
         }
         false

@@ -25,7 +25,8 @@ CREATE FUNCTION annoy_handler(internal) RETURNS index_am_handler
 ")]
 fn annoy_handler(_fcinfo: pg_sys::FunctionCallInfo) -> PgBox<pg_sys::IndexAmRoutine> {
     // SAFETY: alloc_node zeroes the struct and sets its node tag.
-    let mut am = unsafe { PgBox::<pg_sys::IndexAmRoutine>::alloc_node(pg_sys::NodeTag::T_IndexAmRoutine) };
+    let mut am =
+        unsafe { PgBox::<pg_sys::IndexAmRoutine>::alloc_node(pg_sys::NodeTag::T_IndexAmRoutine) };
     am.amstrategies = 0;
     am.amsupport = 1;
     am.amoptsprocnum = 0;

@@ -95,7 +95,10 @@ pub fn max_scan_items() -> Option<u64> {
 
 /// The search knobs for a scan starting now.
 pub fn search_params() -> SearchParams {
-    SearchParams { search_k: SEARCH_K.get() as usize, rerank: RERANK.get() as usize }
+    SearchParams {
+        search_k: SEARCH_K.get() as usize,
+        rerank: RERANK.get() as usize,
+    }
 }
 
 const fn parse_entry(name: &'static CStr, offset: usize) -> pg_sys::relopt_parse_elt {
@@ -109,7 +112,10 @@ const fn parse_entry(name: &'static CStr, offset: usize) -> pg_sys::relopt_parse
 /// `amoptions`: parse and validate `WITH (...)`. Out-of-range values are
 /// refused by Postgres with SQLSTATE 22023 and the option's bounds.
 #[pgrx::pg_guard]
-pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+pub unsafe extern "C-unwind" fn amoptions(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+) -> *mut pg_sys::bytea {
     let table = [
         parse_entry(c"trees", offset_of!(AnnoyRelOptions, trees)),
         parse_entry(c"leaf_size", offset_of!(AnnoyRelOptions, leaf_size)),

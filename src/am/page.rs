@@ -87,8 +87,19 @@ struct WriteGroup {
 impl PgStore {
     /// # Safety
     /// `index` must be an open, locked annoy index relation that outlives the store.
-    pub unsafe fn new(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type, logging: Logging) -> Self {
-        PgStore { index, fork, logging, group: RefCell::new(None), fixed_nblocks: None, known_nblocks: Cell::new(0) }
+    pub unsafe fn new(
+        index: pg_sys::Relation,
+        fork: pg_sys::ForkNumber::Type,
+        logging: Logging,
+    ) -> Self {
+        PgStore {
+            index,
+            fork,
+            logging,
+            group: RefCell::new(None),
+            fixed_nblocks: None,
+            known_nblocks: Cell::new(0),
+        }
     }
 
     /// The store of an index no other backend can extend while it lives:
@@ -98,11 +109,18 @@ impl PgStore {
     /// As for [`PgStore::new`], and we hold a lock that keeps every other
     /// writer out of the index (ShareLock or stronger, not in recovery,
     /// where WAL replay extends relations regardless of locks).
-    pub unsafe fn with_fixed_size(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type, logging: Logging) -> Self {
+    pub unsafe fn with_fixed_size(
+        index: pg_sys::Relation,
+        fork: pg_sys::ForkNumber::Type,
+        logging: Logging,
+    ) -> Self {
         // SAFETY: the relation is open (caller contract).
         let nblocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, fork) };
         // SAFETY: the caller's contract is new's.
-        PgStore { fixed_nblocks: Some(Cell::new(nblocks)), ..unsafe { Self::new(index, fork, logging) } }
+        PgStore {
+            fixed_nblocks: Some(Cell::new(nblocks)),
+            ..unsafe { Self::new(index, fork, logging) }
+        }
     }
 
     /// Pins block `blk`. A page of the open write group is still locked by
@@ -119,7 +137,12 @@ impl PgStore {
                 std::ptr::null_mut(),
             )
         };
-        if self.group.borrow().as_ref().is_some_and(|g| g.buffers.contains(&buffer)) {
+        if self
+            .group
+            .borrow()
+            .as_ref()
+            .is_some_and(|g| g.buffers.contains(&buffer))
+        {
             // SAFETY: we pinned it just above.
             unsafe { pg_sys::ReleaseBuffer(buffer) };
             panic!("annoy: block {blk} accessed again within one change");
@@ -168,7 +191,9 @@ impl PageRead {
                 .cast::<PageSpecial>()
                 .read_unaligned()
         };
-        (special.magic == ANNOY_MAGIC).then(|| PageKind::from_u8(special.kind)).flatten()
+        (special.magic == ANNOY_MAGIC)
+            .then(|| PageKind::from_u8(special.kind))
+            .flatten()
     }
 }
 
@@ -261,7 +286,11 @@ impl PgStore {
                 (Logging::BulkBuild, _) => (WriteLog::Unlogged, pg_sys::BufferGetPage(buffer)),
                 (Logging::Generic, Some(_)) => {
                     let state = pg_sys::GenericXLogStart(self.index);
-                    let page = pg_sys::GenericXLogRegisterBuffer(state, buffer, pg_sys::GENERIC_XLOG_FULL_IMAGE as i32);
+                    let page = pg_sys::GenericXLogRegisterBuffer(
+                        state,
+                        buffer,
+                        pg_sys::GENERIC_XLOG_FULL_IMAGE as i32,
+                    );
                     (WriteLog::Own(state), page)
                 }
                 (Logging::Generic, None) => (WriteLog::Group, self.join_group(buffer)),
@@ -269,7 +298,12 @@ impl PgStore {
             if let Some(kind) = new_page {
                 init_page(page, kind);
             }
-            PageWrite { store: self, buffer, log, page }
+            PageWrite {
+                store: self,
+                buffer,
+                log,
+                page,
+            }
         }
     }
 
@@ -339,7 +373,11 @@ unsafe fn init_page(page: pg_sys::Page, kind: PageKind) {
         let header = page.cast::<pg_sys::PageHeaderData>();
         (*header).pd_lower = (*header).pd_special;
         (*header).pd_upper = (*header).pd_special;
-        let special = PageSpecial { magic: ANNOY_MAGIC, kind: kind as u8, reserved: [0; 11] };
+        let special = PageSpecial {
+            magic: ANNOY_MAGIC,
+            kind: kind as u8,
+            reserved: [0; 11],
+        };
         page.cast::<u8>()
             .add(pg_sys::BLCKSZ as usize - SPECIAL_SIZE)
             .cast::<PageSpecial>()
@@ -388,7 +426,10 @@ impl PageStore for PgStore {
         // SAFETY: the buffer is pinned; the share lock is held until drop.
         unsafe {
             pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-            PageRead { buffer, page: pg_sys::BufferGetPage(buffer) }
+            PageRead {
+                buffer,
+                page: pg_sys::BufferGetPage(buffer),
+            }
         }
     }
 

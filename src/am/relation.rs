@@ -42,10 +42,14 @@ pub unsafe fn index_metric(index: pg_sys::Relation) -> Metric {
         if returns != pg_sys::INT4OID || nargs != 1 || *arg_types != pg_sys::INTERNALOID {
             unsupported();
         }
-        let datum = pg_sys::OidFunctionCall1Coll(proc, pg_sys::InvalidOid, pg_sys::Datum::from(0usize));
+        let datum =
+            pg_sys::OidFunctionCall1Coll(proc, pg_sys::InvalidOid, pg_sys::Datum::from(0usize));
         datum.value() as i32
     };
-    u32::try_from(number).ok().and_then(Metric::from_u32).unwrap_or_else(|| unsupported())
+    u32::try_from(number)
+        .ok()
+        .and_then(Metric::from_u32)
+        .unwrap_or_else(|| unsupported())
 }
 
 /// Support function 1 of `vector2048_l2_ops`.
@@ -99,7 +103,11 @@ pub fn raise_corruption(index_name: &str, corruption: Corruption) -> ! {
 /// `rel` must be an open relation.
 pub unsafe fn relation_name(rel: pg_sys::Relation) -> String {
     // SAFETY: rd_rel is valid for an open relation.
-    unsafe { CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned() }
+    unsafe {
+        CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
 }
 
 /// Refuses a scan under a snapshot that is not MVCC (as pgvector's

@@ -9,9 +9,11 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{PgMemoryContexts, PgSqlErrorCode};
 
-use super::page::{Logging, PgStore};
 use super::options;
-use super::relation::{item_pointer_from_tid, raise_corruption, refuse_non_mvcc_snapshot, relation_name};
+use super::page::{Logging, PgStore};
+use super::relation::{
+    item_pointer_from_tid, raise_corruption, refuse_non_mvcc_snapshot, relation_name,
+};
 use crate::error::UserError;
 use crate::vector::{VectorRef, DIMS};
 
@@ -38,18 +40,25 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
         // The AM owns the arrays for the distances it reports (as GiST does).
         let slots = norderbys.max(1) as usize;
-        (*scan).xs_orderbyvals = pg_sys::palloc0(slots * std::mem::size_of::<pg_sys::Datum>()).cast();
+        (*scan).xs_orderbyvals =
+            pg_sys::palloc0(slots * std::mem::size_of::<pg_sys::Datum>()).cast();
         (*scan).xs_orderbynulls = pg_sys::palloc0(slots * std::mem::size_of::<bool>()).cast();
         let state = ScanState {
             searcher: None,
-            store: Box::new(PgStore::new(index, pg_sys::ForkNumber::MAIN_FORKNUM, Logging::Generic)),
+            store: Box::new(PgStore::new(
+                index,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                Logging::Generic,
+            )),
             index_name: relation_name(index),
             returned: 0,
             max_scan_items: None,
         };
         // Owned by the scan's memory context: freed when the context goes,
         // also when the query ends in an ERROR and amendscan never runs.
-        (*scan).opaque = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
+        (*scan).opaque = PgMemoryContexts::CurrentMemoryContext
+            .leak_and_drop_on_delete(state)
+            .cast();
         scan
     }
 }
@@ -102,7 +111,10 @@ pub unsafe extern "C-unwind" fn amrescan(
 }
 
 #[pg_guard]
-pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, direction: pg_sys::ScanDirection::Type) -> bool {
+pub unsafe extern "C-unwind" fn amgettuple(
+    scan: pg_sys::IndexScanDesc,
+    direction: pg_sys::ScanDirection::Type,
+) -> bool {
     if direction != pg_sys::ScanDirection::ForwardScanDirection {
         error!("annoy index scans only go forward");
     }
@@ -114,7 +126,10 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, directio
             error!("annoy: amgettuple called before amrescan");
         };
         pg_sys::check_for_interrupts!();
-        if state.max_scan_items.is_some_and(|bound| state.returned >= bound) {
+        if state
+            .max_scan_items
+            .is_some_and(|bound| state.returned >= bound)
+        {
             return false;
         }
         match searcher.next() {

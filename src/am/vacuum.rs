@@ -64,7 +64,12 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
             let stats = stats_or_new(stats);
             (*stats).num_index_tuples = (*info).num_heap_tuples;
             (*stats).estimated_count = (*info).estimated_count;
-            (*stats).num_pages = PgStore::new((*info).index, pg_sys::ForkNumber::MAIN_FORKNUM, Logging::Generic).nblocks();
+            (*stats).num_pages = PgStore::new(
+                (*info).index,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                Logging::Generic,
+            )
+            .nblocks();
             return stats;
         }
         stats

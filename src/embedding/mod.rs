@@ -52,14 +52,23 @@ fn share_dir() -> PathBuf {
     let mut buf = [0 as std::ffi::c_char; pg_sys::MAXPGPATH as usize];
     // SAFETY: my_exec_path is set at backend start; buf has MAXPGPATH bytes.
     unsafe {
-        pg_sys::get_share_path(std::ptr::addr_of!(pg_sys::my_exec_path).cast(), buf.as_mut_ptr());
+        pg_sys::get_share_path(
+            std::ptr::addr_of!(pg_sys::my_exec_path).cast(),
+            buf.as_mut_ptr(),
+        );
         PathBuf::from(CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned())
     }
 }
 
 fn pkglib_dir() -> PathBuf {
     // SAFETY: pkglib_path is a NUL-terminated path set at backend start.
-    unsafe { PathBuf::from(CStr::from_ptr(std::ptr::addr_of!(pg_sys::pkglib_path).cast()).to_string_lossy().into_owned()) }
+    unsafe {
+        PathBuf::from(
+            CStr::from_ptr(std::ptr::addr_of!(pg_sys::pkglib_path).cast())
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
 }
 
 /// Where the set-up installs the bundled model and ONNX Runtime.
@@ -158,7 +167,9 @@ fn raise(error: EmbedError) -> ! {
                 imgsim_embed::MAX_PIXELS / 1_000_000
             ))
             .raise(),
-        EmbedError::Manifest { .. } => report.hint("Check imgsim.model and the files it names.").raise(),
+        EmbedError::Manifest { .. } => report
+            .hint("Check imgsim.model and the files it names.")
+            .raise(),
         _ => report.raise(),
     }
 }
@@ -173,14 +184,20 @@ fn with_embedder<T>(f: impl FnOnce(&mut Loaded) -> T) -> T {
     let threads = THREADS.get() as usize;
     EMBEDDER.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let stale = !matches!(&*slot, Some(l) if l.manifest_path == manifest_path && l.threads == threads);
+        let stale =
+            !matches!(&*slot, Some(l) if l.manifest_path == manifest_path && l.threads == threads);
         if stale {
             *slot = None; // free the old session before loading another
             let manifest = Manifest::load(&manifest_path).unwrap_or_else(|e| raise(e));
-            let embedder =
-                Embedder::new(&manifest, &onnxruntime_library(), threads, DIMS).unwrap_or_else(|e| raise(e));
+            let embedder = Embedder::new(&manifest, &onnxruntime_library(), threads, DIMS)
+                .unwrap_or_else(|e| raise(e));
             let recent = Recent::new();
-            *slot = Some(Loaded { manifest_path, threads, embedder, recent });
+            *slot = Some(Loaded {
+                manifest_path,
+                threads,
+                embedder,
+                recent,
+            });
         }
         f(slot.as_mut().expect("embedder loaded"))
     })

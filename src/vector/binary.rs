@@ -21,7 +21,10 @@ fn vector2048_recv(mut buffer: Internal, _type_oid: pg_sys::Oid, _typmod: i32) -
     let remaining = (buffer.len - buffer.cursor) as usize;
     // SAFETY: `remaining` bytes from `cursor` lie inside the buffer.
     let bytes = unsafe {
-        std::slice::from_raw_parts(buffer.data.add(buffer.cursor as usize).cast::<u8>(), remaining)
+        std::slice::from_raw_parts(
+            buffer.data.add(buffer.cursor as usize).cast::<u8>(),
+            remaining,
+        )
     };
     match imgsim_vector_io::parse_binary(bytes) {
         Ok(values) => {

@@ -8,8 +8,11 @@ use crate::error::UserError;
 
 fn deny_nulls(contains_nulls: bool) {
     if contains_nulls {
-        UserError::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "array must not contain nulls")
-            .raise();
+        UserError::new(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "array must not contain nulls",
+        )
+        .raise();
     }
 }
 

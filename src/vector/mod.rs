@@ -115,7 +115,11 @@ unsafe impl SqlTranslatable for Vector2048 {
 
 unsafe impl<'fcx> ArgAbi<'fcx> for VectorRef<'fcx> {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        assert!(!arg.is_null(), "vector2048 argument {} is null", arg.index());
+        assert!(
+            !arg.is_null(),
+            "vector2048 argument {} is null",
+            arg.index()
+        );
         // SAFETY: the caller (pgrx's wrapper) guarantees the argument is a
         // non-null vector2048 Datum living as long as the call ('fcx).
         let datum: Option<RawDatum> = unsafe { arg.unbox_arg_using_from_datum() };
@@ -127,7 +131,11 @@ unsafe impl<'fcx> ArgAbi<'fcx> for VectorRef<'fcx> {
 struct RawDatum(pg_sys::Datum);
 
 impl pgrx::FromDatum for RawDatum {
-    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<Self> {
         (!is_null).then_some(RawDatum(datum))
     }
 }

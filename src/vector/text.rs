@@ -19,5 +19,6 @@ fn vector2048_in(input: &CStr) -> Vector2048 {
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn vector2048_out(vector: VectorRef<'_>) -> CString {
-    CString::new(imgsim_vector_io::format_text(vector.as_slice())).expect("a formatted vector has no NUL byte")
+    CString::new(imgsim_vector_io::format_text(vector.as_slice()))
+        .expect("a formatted vector has no NUL byte")
 }

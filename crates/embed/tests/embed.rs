@@ -245,7 +245,8 @@ fn batch_matches_single_and_isolates_bad_images() {
 fn matches_python_reference() {
     let Some(dump) = std::env::var_os("IMGSIM_REFERENCE_DUMP").map(PathBuf::from) else {
         // tools/test.sh makes the dump, so CI (IMGSIM_REQUIRE_TEST_DATA=1) always compares.
-        let msg = "IMGSIM_REFERENCE_DUMP not set: make it with bench/embed_python.py --dump FILE.npy";
+        let msg =
+            "IMGSIM_REFERENCE_DUMP not set: make it with bench/embed_python.py --dump FILE.npy";
         assert!(
             std::env::var("IMGSIM_REQUIRE_TEST_DATA").map_or(true, |v| v != "1"),
             "{msg}"

@@ -23,8 +23,15 @@ fn cpu_ns() -> u64 {
 /// CPU time of the whole process (all threads) in seconds.
 fn process_cpu_s() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|x| x.parse::<u64>().ok()).sum());
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |f| f.iter().filter_map(|x| x.parse::<u64>().ok()).sum());
     ticks as f64 / 100.0
 }
 
@@ -57,10 +64,12 @@ fn save_cache(path: &str, data: &[Vec<f16>], queries: &[Vec<f16>], truths: &[Vec
         out.extend_from_slice(&(n as u64).to_le_bytes());
     }
     for v in data.iter().chain(queries) {
-        v.iter().for_each(|h| out.extend_from_slice(&h.to_le_bytes()));
+        v.iter()
+            .for_each(|h| out.extend_from_slice(&h.to_le_bytes()));
     }
     for t in truths {
-        t.iter().for_each(|&i| out.extend_from_slice(&(i as u32).to_le_bytes()));
+        t.iter()
+            .for_each(|&i| out.extend_from_slice(&(i as u32).to_le_bytes()));
     }
     std::fs::write(path, out).expect("write cache");
 }
@@ -75,7 +84,10 @@ fn load_cache(path: &str) -> Option<Cached> {
     let mut vectors = |count: usize| -> Vec<Vec<f16>> {
         (0..count)
             .map(|_| {
-                let v = b[at..at + 2 * DIMS].chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect();
+                let v = b[at..at + 2 * DIMS]
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect();
                 at += 2 * DIMS;
                 v
             })
@@ -120,21 +132,33 @@ fn main() {
         None => {
             let (data, queries) = if std::env::var("BENCH_SET").as_deref() == Ok("hard") {
                 let rank = std::env::var("BENCH_RANK").map_or(128, |s| s.parse().expect("rank"));
-                println!("manifold set, latent rank {rank}, {} clusters", (n / 100).max(10));
+                println!(
+                    "manifold set, latent rank {rank}, {} clusters",
+                    (n / 100).max(10)
+                );
                 let mut gen = Manifold::new((n / 100).max(10), rank, 42);
                 let data = gen.items(n);
                 (data, gen.items(nq))
             } else {
                 let ranks = list(std::env::var("BENCH_RANKS").ok(), &[8, 33]);
                 println!("within-cluster ranks {}..{}", ranks[0], ranks[1]);
-                let mut gen =
-                    Clustered::with_ranks((n / 200).max(10), 42, ranks[0] as usize..ranks[1] as usize);
+                let mut gen = Clustered::with_ranks(
+                    (n / 200).max(10),
+                    42,
+                    ranks[0] as usize..ranks[1] as usize,
+                );
                 let data = gen.items(n);
                 (data, gen.queries(nq))
             };
             let t = Instant::now();
-            let truths: Vec<Vec<usize>> = queries.iter().map(|q| truth(metric, &data, q, 10)).collect();
-            println!("brute force: {:.2} ms/query", t.elapsed().as_secs_f64() * 1e3 / nq as f64);
+            let truths: Vec<Vec<usize>> = queries
+                .iter()
+                .map(|q| truth(metric, &data, q, 10))
+                .collect();
+            println!(
+                "brute force: {:.2} ms/query",
+                t.elapsed().as_secs_f64() * 1e3 / nq as f64
+            );
             if let Some(path) = &cache {
                 save_cache(path, &data, &queries, &truths);
             }
@@ -165,7 +189,11 @@ fn main() {
                 &mut |phase, _, _| {
                     if last_phase.as_ref().is_none_or(|(p, _, _)| *p != phase) {
                         if let Some((p, at, cpu)) = last_phase.take() {
-                            print!("{p:?} {:.1}s ({:.1} cpu s), ", at.elapsed().as_secs_f64(), process_cpu_s() - cpu);
+                            print!(
+                                "{p:?} {:.1}s ({:.1} cpu s), ",
+                                at.elapsed().as_secs_f64(),
+                                process_cpu_s() - cpu
+                            );
                         }
                         last_phase = Some((phase, Instant::now(), process_cpu_s()));
                     }
@@ -201,7 +229,8 @@ fn main() {
                     let cpu = cpu_ns();
                     let mut total = 0.0;
                     // BENCH_REPEAT=R: the queries R times (profiling).
-                    let repeat = std::env::var("BENCH_REPEAT").map_or(1, |s| s.parse().expect("repeat"));
+                    let repeat =
+                        std::env::var("BENCH_REPEAT").map_or(1, |s| s.parse().expect("repeat"));
                     let nq = nq * repeat;
                     for (q, tr) in queries.iter().zip(&truths).cycle().take(nq) {
                         let found: Vec<usize> = Searcher::new(&store, q, params)

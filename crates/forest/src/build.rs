@@ -12,11 +12,11 @@ use crate::format::*;
 use std::sync::Arc;
 
 use crate::items::{for_each_record_from, read_item, ItemAppender, ItemLoc};
-use crate::update::{add_to_tree, CodedPoint, NewEntry};
 use crate::meta::{write_basis, Meta, META_BLOCK};
 use crate::pca;
 use crate::space::{dot_code, quantize, Rng, TreeSpace};
 use crate::store::{PageKind, PageStore};
+use crate::update::{add_to_tree, CodedPoint, NewEntry};
 use crate::{Metric, Options, Tid};
 
 /// Two-means refinement steps per split (Annoy uses 200).
@@ -141,7 +141,9 @@ impl<'s, S: PageStore> Builder<'s, S> {
         let fixed = 4 * DIMS * (sample_rows + 3 * d);
         let per_tree = 16 + d / 2;
         let per_item = 8 + code_stride(d) + 8 + per_tree * threads.max(1);
-        per_item.saturating_mul(items as usize).saturating_add(fixed)
+        per_item
+            .saturating_mul(items as usize)
+            .saturating_add(fixed)
     }
 
     /// Builds on up to `threads` threads (this one included; fewer trees at
@@ -221,15 +223,21 @@ impl<'s, S: PageStore> Builder<'s, S> {
             });
         }
         let norm_sq = imgsim_kernels::norm_squared(vector);
-        let loc = self.appender.append(ItemRecordHeader::live(tid, norm_sq, 0), vector);
+        let loc = self
+            .appender
+            .append(ItemRecordHeader::live(tid, norm_sq, 0), vector);
         let mut started_streaming = false;
         if self.streaming_from.is_none() {
             let n = self.locs.len() as u64 + 1;
             // Fewer trees at once rather than streaming when memory is tight.
-            while self.threads > 1 && Self::required_memory(&self.options, n, self.threads) > self.budget {
+            while self.threads > 1
+                && Self::required_memory(&self.options, n, self.threads) > self.budget
+            {
                 self.threads -= 1;
             }
-            if n > MIN_IN_MEMORY && Self::required_memory(&self.options, n, self.threads) > self.budget {
+            if n > MIN_IN_MEMORY
+                && Self::required_memory(&self.options, n, self.threads) > self.budget
+            {
                 self.streaming_from = Some(loc);
                 started_streaming = true;
             } else {
@@ -335,7 +343,9 @@ impl<'s, S: PageStore> Builder<'s, S> {
                 scope.spawn(move || {
                     thread_init();
                     while let Some(t) = claim() {
-                        if stop.load(Ordering::Relaxed) || done_tx.send((t, build_tree(t, stop))).is_err() {
+                        if stop.load(Ordering::Relaxed)
+                            || done_tx.send((t, build_tree(t, stop))).is_err()
+                        {
                             break;
                         }
                     }
@@ -411,7 +421,8 @@ fn stream_items<S: PageStore>(
     let mut vector = vec![f16::ZERO; DIMS];
     let mut done = 0u64;
     for_each_record_from(store, start, |loc| {
-        let header = read_item(store, loc, &mut vector).expect("the build reads back the records it wrote");
+        let header =
+            read_item(store, loc, &mut vector).expect("the build reads back the records it wrote");
         let coded = CodedPoint::of(&meta.space, &vector, header.norm_sq);
         let new = NewEntry {
             entry: coded.entry(loc),
@@ -460,10 +471,20 @@ fn code_items<S: PageStore>(
             norms[k] = header.norm_sq;
         }
         let per_batch = PROJECTION_BATCH * d;
-        pca::parallel_chunks(&mut reduced[..chunk.len() * d], per_batch, threads, thread_init, |b, out| {
-            let items = b * PROJECTION_BATCH..b * PROJECTION_BATCH + out.len() / d;
-            space.reduce_items(&vectors[items.start * DIMS..items.end * DIMS], &norms[items], out);
-        });
+        pca::parallel_chunks(
+            &mut reduced[..chunk.len() * d],
+            per_batch,
+            threads,
+            thread_init,
+            |b, out| {
+                let items = b * PROJECTION_BATCH..b * PROJECTION_BATCH + out.len() / d;
+                space.reduce_items(
+                    &vectors[items.start * DIMS..items.end * DIMS],
+                    &norms[items],
+                    out,
+                );
+            },
+        );
         for k in 0..chunk.len() {
             let i = c * CODING_CHUNK + k;
             let code = &mut coded.codes[i * stride..i * stride + d];
@@ -472,7 +493,11 @@ fn code_items<S: PageStore>(
             coded.scales[i] = scale;
             coded.code_norms_sq[i] = norm;
         }
-        progress(BuildPhase::Coding, (c * CODING_CHUNK + chunk.len()) as u64, n as u64);
+        progress(
+            BuildPhase::Coding,
+            (c * CODING_CHUNK + chunk.len()) as u64,
+            n as u64,
+        );
     }
     coded
 }

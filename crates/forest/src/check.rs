@@ -113,7 +113,8 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
                 offset: offset as u16,
             };
             let record = read_item(store, loc, &mut vector)?;
-            if ![0, ITEM_INSERTING, ITEM_DELETED, ITEM_DELETED | ITEM_FREE].contains(&record.flags) {
+            if ![0, ITEM_INSERTING, ITEM_DELETED, ITEM_DELETED | ITEM_FREE].contains(&record.flags)
+            {
                 return Err(Corruption::new(
                     block,
                     format!("item at {offset}: bad flags {:#x}", record.flags),
@@ -194,7 +195,10 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
         if !free.remove(&loc) {
             return Err(Corruption::new(
                 loc.block,
-                format!("free list reaches item offset {}, not a free record (or twice)", loc.offset),
+                format!(
+                    "free list reaches item offset {}, not a free record (or twice)",
+                    loc.offset
+                ),
             ));
         }
         listed += 1;

@@ -109,13 +109,19 @@ fn vector_bytes(vector: &[f16]) -> [u8; VECTOR_BYTES] {
 }
 
 fn not_an_item_page(loc: ItemLoc) -> Corruption {
-    Corruption::new(loc.block, format!("item at offset {}: not an item page", loc.offset))
+    Corruption::new(
+        loc.block,
+        format!("item at offset {}: not an item page", loc.offset),
+    )
 }
 
 fn past_the_chain(loc: ItemLoc) -> Corruption {
     Corruption::new(
         loc.block,
-        format!("item at offset {}: record continues past the end of the chain", loc.offset),
+        format!(
+            "item at offset {}: record continues past the end of the chain",
+            loc.offset
+        ),
     )
 }
 
@@ -123,14 +129,18 @@ fn past_the_chain(loc: ItemLoc) -> Corruption {
 fn check_offset<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
     let offset = loc.offset as usize;
     if offset < ItemPageHeader::SIZE || offset + ItemRecordHeader::SIZE > store.body_size() {
-        return Err(Corruption::new(loc.block, format!("item at offset {}: offset out of range", loc.offset)));
+        return Err(Corruption::new(
+            loc.block,
+            format!("item at offset {}: offset out of range", loc.offset),
+        ));
     }
     Ok(())
 }
 
 /// Checks that `loc` can hold a record header: an item page, offset in range.
 fn check_loc<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
-    if loc.block == 0 || !store.contains(loc.block) || store.kind(loc.block) != Some(PageKind::Item) {
+    if loc.block == 0 || !store.contains(loc.block) || store.kind(loc.block) != Some(PageKind::Item)
+    {
         return Err(not_an_item_page(loc));
     }
     check_offset(store, loc)
@@ -146,11 +156,19 @@ fn check_next_page<S: PageStore>(store: &S, loc: ItemLoc, next: u32) -> Result<(
 
 /// Checks that the body of page `next` starts with the `rest` bytes of the
 /// record at `loc`.
-fn check_continued(loc: ItemLoc, next: u32, next_body: &[u8], rest: usize) -> Result<(), Corruption> {
+fn check_continued(
+    loc: ItemLoc,
+    next: u32,
+    next_body: &[u8],
+    rest: usize,
+) -> Result<(), Corruption> {
     if ItemPageHeader::read(next_body).continued_bytes as usize != rest {
         return Err(Corruption::new(
             next,
-            format!("item at offset {} of block {}: continuation length does not match", loc.offset, loc.block),
+            format!(
+                "item at offset {} of block {}: continuation length does not match",
+                loc.offset, loc.block
+            ),
         ));
     }
     Ok(())
@@ -231,7 +249,8 @@ pub fn refill<S: PageStore>(
         check_next_page(store, loc, next)?;
         let mut next_page = store.write(next);
         check_continued(loc, next, &next_page, rest)?;
-        next_page[ItemPageHeader::SIZE..ItemPageHeader::SIZE + rest].copy_from_slice(&bytes[first..]);
+        next_page[ItemPageHeader::SIZE..ItemPageHeader::SIZE + rest]
+            .copy_from_slice(&bytes[first..]);
     }
     header.write(&mut page[offset..]);
     page[start..start + first].copy_from_slice(&bytes[..first]);
@@ -254,7 +273,10 @@ pub fn for_each_record_from<S: PageStore>(store: &S, start: ItemLoc, mut f: impl
         for k in 0..header.records_started as usize {
             let offset = first + k * ITEM_RECORD_BYTES;
             if block != start.block || offset >= start.offset as usize {
-                f(ItemLoc { block, offset: offset as u16 });
+                f(ItemLoc {
+                    block,
+                    offset: offset as u16,
+                });
             }
         }
         block = header.next;

@@ -53,12 +53,18 @@ pub fn read_basis<S: PageStore>(store: &S, h: &MetaHeader) -> Result<Arc<Basis>,
     let bad = |d: String| Corruption::new(h.basis_block, d);
     let pages = basis_pages(store.body_size(), dims);
     if h.basis_pages as usize != pages {
-        return Err(Corruption::new(META_BLOCK, format!("{} basis pages, expected {pages}", h.basis_pages)));
+        return Err(Corruption::new(
+            META_BLOCK,
+            format!("{} basis pages, expected {pages}", h.basis_pages),
+        ));
     }
     let total = basis_bytes(dims);
     let mut stream = Vec::with_capacity(total);
     for block in h.basis_block..h.basis_block.saturating_add(h.basis_pages) {
-        if block == META_BLOCK || block >= store.nblocks() || store.kind(block) != Some(PageKind::Basis) {
+        if block == META_BLOCK
+            || block >= store.nblocks()
+            || store.kind(block) != Some(PageKind::Basis)
+        {
             return Err(bad(format!("basis page {block} is not a basis page")));
         }
         let page = store.read(block);
@@ -71,7 +77,10 @@ pub fn read_basis<S: PageStore>(store: &S, h: &MetaHeader) -> Result<Arc<Basis>,
     let (offsets, rows) = stream.split_at(4 * dims);
     let mut offset = vec![0f32; dims];
     read_f32s(offsets, &mut offset);
-    let rows = rows.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
+    let rows = rows
+        .chunks_exact(2)
+        .map(|b| f16::from_le_bytes([b[0], b[1]]))
+        .collect();
     Ok(Arc::new(Basis { offset, rows }))
 }
 
@@ -79,8 +88,14 @@ pub fn read_basis<S: PageStore>(store: &S, h: &MetaHeader) -> Result<Arc<Basis>,
 /// returns the first block and the checksum.
 pub fn write_basis<S: PageStore>(store: &S, basis: &Basis) -> (u32, u64) {
     let mut stream = Vec::with_capacity(basis_bytes(basis.dims()));
-    basis.offset.iter().for_each(|v| stream.extend_from_slice(&v.to_le_bytes()));
-    basis.rows.iter().for_each(|v| stream.extend_from_slice(&v.to_le_bytes()));
+    basis
+        .offset
+        .iter()
+        .for_each(|v| stream.extend_from_slice(&v.to_le_bytes()));
+    basis
+        .rows
+        .iter()
+        .for_each(|v| stream.extend_from_slice(&v.to_le_bytes()));
     let mut blocks = stream.chunks(store.body_size()).map(|chunk| {
         let (block, mut page) = store.allocate(PageKind::Basis);
         page[..chunk.len()].copy_from_slice(chunk);
@@ -89,7 +104,11 @@ pub fn write_basis<S: PageStore>(store: &S, basis: &Basis) -> (u32, u64) {
     let first = blocks.next().expect("a basis has values");
     for (i, block) in blocks.enumerate() {
         // The metapage records a range: the build is the only writer.
-        assert_eq!(block, first + 1 + i as u32, "basis pages must be consecutive");
+        assert_eq!(
+            block,
+            first + 1 + i as u32,
+            "basis pages must be consecutive"
+        );
     }
     (first, basis_checksum(&stream))
 }

@@ -67,16 +67,27 @@ pub fn learn_basis(
     basis.extend((0..(dims - principal) * DIMS).map(|_| gaussian(&mut rng)));
     orthonormalize(&mut basis, &mut rng);
     let residual_scale = (((DIMS - principal) as f32) / ((dims - principal) as f32)).sqrt();
-    basis[principal * DIMS..].iter_mut().for_each(|x| *x *= residual_scale);
+    basis[principal * DIMS..]
+        .iter_mut()
+        .for_each(|x| *x *= residual_scale);
     rotate_rows(&mut basis, dims, &mut rng);
     let rows: Vec<f16> = basis.iter().map(|&x| f16::from_f32(x)).collect();
-    let offset = rows.chunks_exact(DIMS).map(|b| dot_f16_f32(b, &mean)).collect();
+    let offset = rows
+        .chunks_exact(DIMS)
+        .map(|b| dot_f16_f32(b, &mean))
+        .collect();
     Basis { offset, rows }
 }
 
 /// `C · v` for every row `v` of `basis`, where `C` is the sample's
 /// (unnormalised) covariance: `Σ_s (x_s − μ)((x_s − μ) · v)`.
-fn covariance_times(sample: &[f32], mean: &[f32], basis: &[f32], threads: usize, thread_init: fn()) -> Vec<f32> {
+fn covariance_times(
+    sample: &[f32],
+    mean: &[f32],
+    basis: &[f32],
+    threads: usize,
+    thread_init: fn(),
+) -> Vec<f32> {
     let dims = basis.len() / DIMS;
     let rows = sample.len() / DIMS;
     let mean_proj: Vec<f32> = basis.chunks_exact(DIMS).map(|b| dot_f32(b, mean)).collect();
@@ -110,8 +121,13 @@ fn covariance_times(sample: &[f32], mean: &[f32], basis: &[f32], threads: usize,
 
 /// Fills `out` (made of `chunk`-sized pieces, the last possibly shorter)
 /// by `f(piece index, piece)` on up to `threads` threads.
-pub(crate) fn parallel_chunks<T: Send, F>(out: &mut [T], chunk: usize, threads: usize, thread_init: fn(), f: F)
-where
+pub(crate) fn parallel_chunks<T: Send, F>(
+    out: &mut [T],
+    chunk: usize,
+    threads: usize,
+    thread_init: fn(),
+    f: F,
+) where
     F: Fn(usize, &mut [T]) + Sync,
 {
     let pieces = out.len().div_ceil(chunk);
@@ -169,7 +185,9 @@ fn orthonormalize(basis: &mut [f32], rng: &mut Rng) {
 /// Replaces the rows by a random orthogonal mix of them (random signs and a
 /// Walsh–Hadamard transform down each column), which keeps the subspace.
 fn rotate_rows(basis: &mut [f32], dims: usize, rng: &mut Rng) {
-    let signs: Vec<f32> = (0..dims).map(|_| if rng.next_u64() & 1 == 0 { 1.0 } else { -1.0 }).collect();
+    let signs: Vec<f32> = (0..dims)
+        .map(|_| if rng.next_u64() & 1 == 0 { 1.0 } else { -1.0 })
+        .collect();
     let scale = 1.0 / (dims as f32).sqrt();
     let mut column = vec![0f32; dims];
     for c in 0..DIMS {
@@ -201,7 +219,8 @@ mod tests {
             for d in directions.chunks_exact(DIMS) {
                 axpy(gaussian(&mut rng), d, x);
             }
-            x.iter_mut().for_each(|e| *e += 1.0 + 0.001 * gaussian(&mut rng));
+            x.iter_mut()
+                .for_each(|e| *e += 1.0 + 0.001 * gaussian(&mut rng));
         }
         let learned = learn_basis(&sample, 64, 9, 2, || {});
         let offset = learned.offset;
@@ -223,6 +242,9 @@ mod tests {
             .map(|(b, o)| (dot_f32(b, x) - o).powi(2))
             .sum();
         let total = dot_f32(&mean_free, &mean_free);
-        assert!(kept > 0.99 * total && kept < 1.2 * total, "kept {kept} of {total}");
+        assert!(
+            kept > 0.99 * total && kept < 1.2 * total,
+            "kept {kept} of {total}"
+        );
     }
 }

@@ -195,11 +195,16 @@ impl<'s, S: PageStore> Searcher<'s, S> {
             // Rows past the first ten (a plain LIMIT 10 never gets there).
             let deep = self.returned.saturating_sub(10);
             let wanted = self.params.search_k + CANDIDATES_PER_ROW * deep;
-            if !self.nodes.is_empty() && (self.approx.len() < self.params.rerank || self.scored < wanted) {
+            if !self.nodes.is_empty()
+                && (self.approx.len() < self.params.rerank || self.scored < wanted)
+            {
                 self.gather(wanted.max(self.scored + self.params.search_k))?;
             }
             if let Some(&Reverse((d, tid))) = self.exact.peek() {
-                let beaten = self.approx.peek().is_some_and(|Reverse((e, _))| self.could_be_closer(e.0, d.0));
+                let beaten = self
+                    .approx
+                    .peek()
+                    .is_some_and(|Reverse((e, _))| self.could_be_closer(e.0, d.0));
                 if !beaten {
                     self.exact.pop();
                     self.returned += 1;
@@ -209,7 +214,11 @@ impl<'s, S: PageStore> Searcher<'s, S> {
                 return Ok(None);
             }
             let first = self.returned == 0 && self.exact.is_empty();
-            self.rerank_batch(if first { self.params.rerank } else { RERANK_STEP })?;
+            self.rerank_batch(if first {
+                self.params.rerank
+            } else {
+                RERANK_STEP
+            })?;
         }
     }
 
@@ -222,7 +231,11 @@ impl<'s, S: PageStore> Searcher<'s, S> {
             Metric::Cosine => estimate.max(0.0) / 2.0,
             Metric::InnerProduct => estimate - self.ip_shift,
         };
-        let slack = if self.returned < self.params.rerank { FIRST_BATCH_SLACK } else { DEEP_SLACK };
+        let slack = if self.returned < self.params.rerank {
+            FIRST_BATCH_SLACK
+        } else {
+            DEEP_SLACK
+        };
         estimated - slack * estimated.abs() < distance
     }
 
@@ -258,7 +271,10 @@ impl<'s, S: PageStore> Searcher<'s, S> {
             return Err(Corruption::new(block, "tree points at the metapage"));
         }
         self.store.read_kind(block, kind).ok_or_else(|| {
-            Corruption::new(block, format!("tree points at a block that is not a {kind:?} page"))
+            Corruption::new(
+                block,
+                format!("tree points at a block that is not a {kind:?} page"),
+            )
         })
     }
 

@@ -103,7 +103,11 @@ impl TreeSpace {
             x.iter_mut().for_each(|e| *e *= inv);
         }
         let rows = self.basis.rows.chunks_exact(DIMS);
-        for ((o, row), off) in out[..self.reduced_dims].iter_mut().zip(rows).zip(&self.basis.offset) {
+        for ((o, row), off) in out[..self.reduced_dims]
+            .iter_mut()
+            .zip(rows)
+            .zip(&self.basis.offset)
+        {
             *o = dot_f16_f32(row, &x) - if centred { *off } else { 0.0 };
         }
     }
@@ -121,7 +125,11 @@ impl TreeSpace {
         let count = norms_sq.len();
         let d = self.reduced_dims;
         let mut xs = vec![0f32; count * DIMS];
-        for ((x, v), &norm_sq) in xs.chunks_exact_mut(DIMS).zip(vectors.chunks_exact(DIMS)).zip(norms_sq) {
+        for ((x, v), &norm_sq) in xs
+            .chunks_exact_mut(DIMS)
+            .zip(vectors.chunks_exact(DIMS))
+            .zip(norms_sq)
+        {
             let scale = match self.metric {
                 Metric::Cosine if norm_sq > 0.0 => 1.0 / norm_sq.sqrt(),
                 _ => 1.0,
@@ -130,7 +138,13 @@ impl TreeSpace {
                 *o = h.to_f32() * scale;
             }
         }
-        for (r, (row, off)) in self.basis.rows.chunks_exact(DIMS).zip(&self.basis.offset).enumerate() {
+        for (r, (row, off)) in self
+            .basis
+            .rows
+            .chunks_exact(DIMS)
+            .zip(&self.basis.offset)
+            .enumerate()
+        {
             for (k, x) in xs.chunks_exact(DIMS).enumerate() {
                 out[k * d + r] = f16::from_f32(dot_f16_f32(row, x) - off);
             }
@@ -212,7 +226,10 @@ mod tests {
 
     #[test]
     fn a_full_random_basis_preserves_norms() {
-        let space = TreeSpace::new(Metric::L2, Arc::new(crate::pca::learn_basis(&[], DIMS, 7, 1, || {})));
+        let space = TreeSpace::new(
+            Metric::L2,
+            Arc::new(crate::pca::learn_basis(&[], DIMS, 7, 1, || {})),
+        );
         let v: Vec<f16> = (0..DIMS)
             .map(|i| f16::from_f32(((i * 37) % 11) as f32 - 5.0))
             .collect();
@@ -240,4 +257,3 @@ mod tests {
         assert!((est - exact).abs() / exact < 0.01, "{est} vs {exact}");
     }
 }
-

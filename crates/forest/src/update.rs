@@ -45,7 +45,12 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
     meta.write_to(&mut meta_page);
     drop(meta_page);
 
-    let new_entry = NewEntry { entry, code, point, seed: meta.header.seed ^ loc.key() };
+    let new_entry = NewEntry {
+        entry,
+        code,
+        point,
+        seed: meta.header.seed ^ loc.key(),
+    };
     for (t, root) in meta.roots.iter().enumerate().filter(|&(t, _)| !planted[t]) {
         add_to_tree(store, *root, t, &new_entry)?;
     }
@@ -71,7 +76,12 @@ impl CodedPoint {
         let (scale, code_norm_sq) = space.item_code(&reduced, &mut code[..d]);
         let mut point = vec![0f32; d];
         space.item_vector(&reduced, &mut point);
-        CodedPoint { code, scale, code_norm_sq, point }
+        CodedPoint {
+            code,
+            scale,
+            code_norm_sq,
+            point,
+        }
     }
 
     /// Its leaf entry, for the record at `loc`.
@@ -99,7 +109,12 @@ pub(crate) struct NewEntry<'a> {
 /// Descends tree `t` from `root` to the leaf for `new`, holding one page at
 /// a time, and adds the entry there; a full leaf is split (under its lock,
 /// with the two leaves it allocates).
-pub(crate) fn add_to_tree<S: PageStore>(store: &S, root: NodeRef, t: usize, new: &NewEntry) -> Result<(), Corruption> {
+pub(crate) fn add_to_tree<S: PageStore>(
+    store: &S,
+    root: NodeRef,
+    t: usize,
+    new: &NewEntry,
+) -> Result<(), Corruption> {
     let td = new.point.len();
     let capacity = leaf_capacity(store.body_size(), td);
     let mut normal = vec![0f32; td];
@@ -210,7 +225,12 @@ fn read_split<S: PageStore>(
     let page = store
         .read_kind(node.block, PageKind::Split)
         .filter(|_| node.block != META_BLOCK)
-        .ok_or_else(|| Corruption::new(node.block, "tree points at a block that is not a Split page"))?;
+        .ok_or_else(|| {
+            Corruption::new(
+                node.block,
+                "tree points at a block that is not a Split page",
+            )
+        })?;
     let count = SplitPageHeader::read(&page).count;
     if node.slot >= count || count as usize > splits_per_page(page.len(), normal.len()) {
         return Err(Corruption::new(
@@ -272,7 +292,12 @@ fn split_leaf<S: PageStore>(
     };
     let mut ids: Vec<u32> = (0..entries.len() as u32).collect();
     let (normal, offset, cut) = builder.split(&mut ids);
-    let new_leaf = |ids: &[u32]| write_new_leaf(store, ids.iter().map(|&i| (entries[i as usize], coded.code(i))));
+    let new_leaf = |ids: &[u32]| {
+        write_new_leaf(
+            store,
+            ids.iter().map(|&i| (entries[i as usize], coded.code(i))),
+        )
+    };
     // Both new leaves stay locked until the split node is written, so the
     // glue can log the three pages as one change.
     let (left, _left_page) = new_leaf(&ids[..cut]);

@@ -7,8 +7,8 @@ use half::f16;
 use imgsim_forest::format::*;
 use imgsim_forest::search::exact_distance;
 use imgsim_forest::{
-    build, bulk_delete, check, insert, BuildError, BuildPhase, BuildStats, Builder, MemStore, Metric,
-    Options, PageKind, PageStore, SearchParams, Searcher, Tid,
+    build, bulk_delete, check, insert, BuildError, BuildPhase, BuildStats, Builder, MemStore,
+    Metric, Options, PageKind, PageStore, SearchParams, Searcher, Tid,
 };
 
 const BUDGET: usize = 1 << 30;
@@ -119,8 +119,14 @@ fn iterates_every_item_once_first_batch_ascending() {
 /// The first 10 results of a search whose search_k and rerank cover the
 /// whole index (at most 400 items): these must be the exact top 10.
 fn exhaustive_top10(store: &MemStore, q: &[f16]) -> Vec<usize> {
-    let params = SearchParams { search_k: 10_000, rerank: 400 };
-    search(store, q, params, 10).iter().map(|(t, _)| index_of(*t)).collect()
+    let params = SearchParams {
+        search_k: 10_000,
+        rerank: 400,
+    };
+    search(store, q, params, 10)
+        .iter()
+        .map(|(t, _)| index_of(*t))
+        .collect()
 }
 
 #[test]
@@ -129,7 +135,10 @@ fn first_results_match_brute_force_on_small_index() {
     let data = gen.items(400);
     let (store, _) = build_index(&data, Metric::L2, small_options());
     let q = &gen.queries(1)[0];
-    assert_eq!(exhaustive_top10(&store, q), brute_force(Metric::L2, &data, q, 10));
+    assert_eq!(
+        exhaustive_top10(&store, q),
+        brute_force(Metric::L2, &data, q, 10)
+    );
 }
 
 #[test]
@@ -273,21 +282,35 @@ fn build_past_the_memory_budget_streams_the_rest() {
     let mut gen = Clustered::new(20, 11);
     let data = gen.items(6000);
     let queries = gen.queries(50);
-    let options = Options { trees: 4, ..Options::default() };
+    let options = Options {
+        trees: 4,
+        ..Options::default()
+    };
     let in_memory = build_index(&data, Metric::L2, options).0;
     // Enough for the fixed part and about 2000 items.
     let budget = Builder::<MemStore>::required_memory(&options, 2000, 1);
     let store = MemStore::postgres_sized();
     let mut phases = Vec::new();
     let items = data.iter().enumerate().map(|(i, v)| (tid(i), v.as_slice()));
-    let stats = build(&store, options, Metric::L2, items, budget, &mut |phase, done, total| {
-        if phase == BuildPhase::StreamingItems {
-            phases.push((done, total));
-        }
-    })
+    let stats = build(
+        &store,
+        options,
+        Metric::L2,
+        items,
+        budget,
+        &mut |phase, done, total| {
+            if phase == BuildPhase::StreamingItems {
+                phases.push((done, total));
+            }
+        },
+    )
     .expect("build within a small budget");
     assert_eq!(stats.items, 6000);
-    assert!((3900..=4100).contains(&stats.streamed), "streamed {}", stats.streamed);
+    assert!(
+        (3900..=4100).contains(&stats.streamed),
+        "streamed {}",
+        stats.streamed
+    );
     assert_eq!(phases.last(), Some(&(stats.streamed, stats.streamed)));
     let report = check(&store).expect("check");
     assert_eq!(report.live_items, 6000);
@@ -296,7 +319,10 @@ fn build_past_the_memory_budget_streams_the_rest() {
     for q in &queries {
         let truth = brute_force(Metric::L2, &data, q, 10);
         let found = |s: &MemStore| -> Vec<usize> {
-            search(s, q, SearchParams::default(), 10).iter().map(|(t, _)| index_of(*t)).collect()
+            search(s, q, SearchParams::default(), 10)
+                .iter()
+                .map(|(t, _)| index_of(*t))
+                .collect()
         };
         streamed_recall += recall(&truth, &found(&store));
         in_memory_recall += recall(&truth, &found(&in_memory));
@@ -452,7 +478,10 @@ fn inserts_into_empty_index_split_leaves() {
     assert!(report.leaf_pages > 3 * 4, "{report:?}");
     assert_eq!(all_results(&store, &data[0]).len(), 400);
     let q = &gen.queries(1)[0];
-    assert_eq!(exhaustive_top10(&store, q), brute_force(Metric::L2, &data, q, 10));
+    assert_eq!(
+        exhaustive_top10(&store, q),
+        brute_force(Metric::L2, &data, q, 10)
+    );
 }
 
 #[test]
@@ -540,7 +569,11 @@ fn vacuum_frees_records_that_inserts_reuse() {
             .into_iter()
             .map(|i| i % rows)
             .collect();
-        assert_eq!(found, brute_force(Metric::L2, &data, q, 10), "round {round}");
+        assert_eq!(
+            found,
+            brute_force(Metric::L2, &data, q, 10),
+            "round {round}"
+        );
     }
     assert!(
         item_pages.iter().all(|&p| p == item_pages[0]),
@@ -582,7 +615,10 @@ fn interrupted_vacuum_is_finished_by_the_next() {
     assert_eq!((stats.deleted, stats.freed), (100 - flagged, 100));
     let report = check(&store).expect("check");
     assert_eq!((report.live_items, report.free_items), (100, 100));
-    let left: HashSet<usize> = all_results(&store, q).iter().map(|(t, _)| index_of(*t)).collect();
+    let left: HashSet<usize> = all_results(&store, q)
+        .iter()
+        .map(|(t, _)| index_of(*t))
+        .collect();
     assert_eq!(left, (0..200).filter(|i| i % 2 == 1).collect());
 }
 
@@ -639,8 +675,14 @@ fn insert_cut_off_between_trees_is_consistent() {
         }));
         assert!(crashed.is_err());
         let report = check(&store.inner).expect("check after the cut-off insert");
-        assert_eq!((report.live_items, report.incomplete_items), (101, 1), "fail_at {fail_at}");
-        let found = all_results(&store.inner, &data[100]).iter().any(|(t, _)| *t == tid(100));
+        assert_eq!(
+            (report.live_items, report.incomplete_items),
+            (101, 1),
+            "fail_at {fail_at}"
+        );
+        let found = all_results(&store.inner, &data[100])
+            .iter()
+            .any(|(t, _)| *t == tid(100));
         assert_eq!(found, fail_at > 3, "found through the trees it reached");
 
         let stats = bulk_delete(&store.inner, &mut |t| t == tid(100)).expect("vacuum");
@@ -683,7 +725,11 @@ fn check_detects_free_list_corruption() {
     // The free count disagrees with the list.
     let (store, meta) = build_and_free();
     let mut page = store.write(0);
-    MetaHeader { free_count: meta.free_count - 1, ..meta }.write(&mut page);
+    MetaHeader {
+        free_count: meta.free_count - 1,
+        ..meta
+    }
+    .write(&mut page);
     drop(page);
     assert!(check(&store).is_err(), "free count");
     // A record flagged free but not deleted.
@@ -691,7 +737,11 @@ fn check_detects_free_list_corruption() {
     let at = meta.free_offset as usize;
     let mut page = store.write(meta.free_block);
     let record = ItemRecordHeader::read(&page[at..]);
-    ItemRecordHeader { flags: ITEM_FREE, ..record }.write(&mut page[at..]);
+    ItemRecordHeader {
+        flags: ITEM_FREE,
+        ..record
+    }
+    .write(&mut page[at..]);
     drop(page);
     assert!(check(&store).is_err(), "free flag without deleted");
 }
@@ -766,13 +816,18 @@ fn other_format_version_is_not_corruption() {
     meta.write(&mut store.write(0));
     let err = check(&store).expect_err("old version refused");
     assert_eq!(err.old_format, Some(FORMAT_VERSION - 1), "{err}");
-    let err = Searcher::new(&store, &data[0], SearchParams::default()).err().expect("search refused");
+    let err = Searcher::new(&store, &data[0], SearchParams::default())
+        .err()
+        .expect("search refused");
     assert_eq!(err.old_format, Some(FORMAT_VERSION - 1));
     // Real damage is not an old format.
     meta.version = FORMAT_VERSION;
     meta.basis_checksum ^= 1;
     meta.write(&mut store.write(0));
-    assert_eq!(check(&store).expect_err("bad basis checksum").old_format, None);
+    assert_eq!(
+        check(&store).expect_err("bad basis checksum").old_format,
+        None
+    );
 }
 
 /// `WHERE category = c ORDER BY distance LIMIT 10` as the executor runs it:

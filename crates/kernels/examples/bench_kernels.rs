@@ -56,17 +56,26 @@ fn as_simsimd(v: &[f16]) -> &[simsimd::f16] {
 
 fn main() {
     let data = vectors(0x1234_5678);
-    println!("kernel implementation: {}", imgsim_kernels::implementation());
+    println!(
+        "kernel implementation: {}",
+        imgsim_kernels::implementation()
+    );
     println!("| kernel | ours (dispatch) ns | scalar reference ns | simsimd ns | scalar / ours |");
     println!("|---|---|---|---|---|");
     type Kernel = fn(&[f16], &[f16]) -> f32;
     let rows: [(&str, Kernel, Kernel, Kernel); 2] = [
-        ("l2_squared", imgsim_kernels::l2_squared, imgsim_kernels::scalar::l2_squared, |a, b| {
-            simsimd::f16::sqeuclidean(as_simsimd(a), as_simsimd(b)).unwrap() as f32
-        }),
-        ("dot", imgsim_kernels::dot, imgsim_kernels::scalar::dot, |a, b| {
-            simsimd::f16::dot(as_simsimd(a), as_simsimd(b)).unwrap() as f32
-        }),
+        (
+            "l2_squared",
+            imgsim_kernels::l2_squared,
+            imgsim_kernels::scalar::l2_squared,
+            |a, b| simsimd::f16::sqeuclidean(as_simsimd(a), as_simsimd(b)).unwrap() as f32,
+        ),
+        (
+            "dot",
+            imgsim_kernels::dot,
+            imgsim_kernels::scalar::dot,
+            |a, b| simsimd::f16::dot(as_simsimd(a), as_simsimd(b)).unwrap() as f32,
+        ),
     ];
     for (name, ours, scalar, theirs) in rows {
         let ours_ns = measure(&data, &ours);

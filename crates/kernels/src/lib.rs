@@ -54,7 +54,11 @@ macro_rules! dispatch {
     (@check $a:ident) => {};
 }
 
-dispatch!(l2_squared, "Squared Euclidean distance. Panics if the lengths differ.", (a, b));
+dispatch!(
+    l2_squared,
+    "Squared Euclidean distance. Panics if the lengths differ.",
+    (a, b)
+);
 dispatch!(dot, "Inner product. Panics if the lengths differ.", (a, b));
 dispatch!(norm_squared, "Squared L2 norm.", (a));
 

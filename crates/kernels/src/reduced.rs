@@ -16,7 +16,10 @@ macro_rules! lane_dot {
         let (a, b) = ($a, $b);
         let mut acc = [0f32; LANES];
         let body = a.len() / LANES * LANES;
-        for (xs, ys) in a[..body].chunks_exact(LANES).zip(b[..body].chunks_exact(LANES)) {
+        for (xs, ys) in a[..body]
+            .chunks_exact(LANES)
+            .zip(b[..body].chunks_exact(LANES))
+        {
             for i in 0..LANES {
                 acc[i] = xs[i].mul_add($conv(ys[i]), acc[i]);
             }
@@ -160,13 +163,30 @@ mod tests {
             let a: Vec<f32> = (0..len).map(|_| next()).collect();
             let b: Vec<f32> = (0..len).map(|_| 10.0 * next()).collect();
             let c: Vec<u8> = (0..len).map(|_| (next() * 127.0) as i8 as u8).collect();
-            assert_eq!(dot_f32_i8(&a, &c).to_bits(), dot_f32_i8_portable(&a, &c).to_bits());
-            assert_eq!(dot_f32(&a, &b).to_bits(), dot_f32_portable(&a, &b).to_bits());
+            assert_eq!(
+                dot_f32_i8(&a, &c).to_bits(),
+                dot_f32_i8_portable(&a, &c).to_bits()
+            );
+            assert_eq!(
+                dot_f32(&a, &b).to_bits(),
+                dot_f32_portable(&a, &b).to_bits()
+            );
             let h: Vec<half::f16> = b.iter().map(|x| half::f16::from_f32(*x)).collect();
-            assert_eq!(dot_f16_f32(&h, &a).to_bits(), dot_f16_f32_portable(&h, &a).to_bits());
-            let naive: f64 = a.iter().zip(&c).map(|(x, y)| f64::from(*x) * f64::from(*y as i8)).sum();
+            assert_eq!(
+                dot_f16_f32(&h, &a).to_bits(),
+                dot_f16_f32_portable(&h, &a).to_bits()
+            );
+            let naive: f64 = a
+                .iter()
+                .zip(&c)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y as i8))
+                .sum();
             assert!((f64::from(dot_f32_i8(&a, &c)) - naive).abs() < 1e-3 * (1.0 + naive.abs()));
-            let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            let naive: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
             assert!((f64::from(dot_f32(&a, &b)) - naive).abs() < 1e-3 * (1.0 + naive.abs()));
             let mut y1 = b.clone();
             let mut y2 = b.clone();

@@ -23,13 +23,18 @@ impl Rng {
     }
 
     fn vector(&mut self, len: usize, scale: f32) -> Vec<f16> {
-        (0..len).map(|_| f16::from_f32(self.unit() * scale)).collect()
+        (0..len)
+            .map(|_| f16::from_f32(self.unit() * scale))
+            .collect()
     }
 }
 
 /// Exact value in f64, as the yardstick for both implementations.
 fn exact(a: &[f16], b: &[f16], f: fn(f64, f64) -> f64) -> f64 {
-    a.iter().zip(b).map(|(x, y)| f(x.to_f64(), y.to_f64())).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f(x.to_f64(), y.to_f64()))
+        .sum()
 }
 
 fn assert_close(got: f32, want: f64, magnitude: f64, what: &str) {
@@ -55,14 +60,35 @@ fn simd_matches_scalar_and_exact() {
                 let dot_exact = exact(&a, &b, |x, y| x * y);
                 let dot_magnitude = exact(&a, &b, |x, y| (x * y).abs());
                 let norm_exact = exact(&a, &a, |x, _| x * x);
-                for (name, got) in [("dispatch", l2_squared(&a, &b)), ("scalar", scalar::l2_squared(&a, &b))] {
-                    assert_close(got, l2_exact, l2_exact, &format!("l2 {name} len {len} scale {scale}"));
+                for (name, got) in [
+                    ("dispatch", l2_squared(&a, &b)),
+                    ("scalar", scalar::l2_squared(&a, &b)),
+                ] {
+                    assert_close(
+                        got,
+                        l2_exact,
+                        l2_exact,
+                        &format!("l2 {name} len {len} scale {scale}"),
+                    );
                 }
                 for (name, got) in [("dispatch", dot(&a, &b)), ("scalar", scalar::dot(&a, &b))] {
-                    assert_close(got, dot_exact, dot_magnitude, &format!("dot {name} len {len} scale {scale}"));
+                    assert_close(
+                        got,
+                        dot_exact,
+                        dot_magnitude,
+                        &format!("dot {name} len {len} scale {scale}"),
+                    );
                 }
-                for (name, got) in [("dispatch", norm_squared(&a)), ("scalar", scalar::norm_squared(&a))] {
-                    assert_close(got, norm_exact, norm_exact, &format!("norm {name} len {len} scale {scale}"));
+                for (name, got) in [
+                    ("dispatch", norm_squared(&a)),
+                    ("scalar", scalar::norm_squared(&a)),
+                ] {
+                    assert_close(
+                        got,
+                        norm_exact,
+                        norm_exact,
+                        &format!("norm {name} len {len} scale {scale}"),
+                    );
                 }
             }
         }

@@ -68,11 +68,26 @@ macro_rules! kernel {
     (@len $a:ident) => { $a.len() };
 }
 
-kernel!(l2_squared, (a, b), |acc, x, y| {
-    let d = _mm256_sub_ps(x, y);
-    _mm256_fmadd_ps(d, d, *acc)
-}, crate::scalar::l2_squared);
+kernel!(
+    l2_squared,
+    (a, b),
+    |acc, x, y| {
+        let d = _mm256_sub_ps(x, y);
+        _mm256_fmadd_ps(d, d, *acc)
+    },
+    crate::scalar::l2_squared
+);
 
-kernel!(dot, (a, b), |acc, x, y| _mm256_fmadd_ps(x, y, *acc), crate::scalar::dot);
+kernel!(
+    dot,
+    (a, b),
+    |acc, x, y| _mm256_fmadd_ps(x, y, *acc),
+    crate::scalar::dot
+);
 
-kernel!(norm_squared, (a), |acc, x| _mm256_fmadd_ps(x, x, *acc), crate::scalar::norm_squared);
+kernel!(
+    norm_squared,
+    (a),
+    |acc, x| _mm256_fmadd_ps(x, x, *acc),
+    crate::scalar::norm_squared
+);

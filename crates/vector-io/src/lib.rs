@@ -50,7 +50,12 @@ pub struct InputError {
 
 impl InputError {
     fn new(kind: InputErrorKind, message: String) -> Self {
-        InputError { kind, message, detail: None, hint: None }
+        InputError {
+            kind,
+            message,
+            detail: None,
+            hint: None,
+        }
     }
 
     fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -87,7 +92,10 @@ pub fn check_dims(n: usize) -> Result<(), InputError> {
     if n == DIMS {
         return Ok(());
     }
-    let mut error = InputError::new(InputErrorKind::Data, format!("expected {DIMS} dimensions, not {n}"));
+    let mut error = InputError::new(
+        InputErrorKind::Data,
+        format!("expected {DIMS} dimensions, not {n}"),
+    );
     error.hint = Some("A vector2048 value has exactly 2048 elements.".into());
     Err(error)
 }
@@ -96,15 +104,24 @@ pub fn check_dims(n: usize) -> Result<(), InputError> {
 /// refused rather than silently saturated.
 pub fn to_half(value: f64) -> Result<f16, InputError> {
     if value.is_nan() {
-        return Err(InputError::new(InputErrorKind::Data, "NaN not allowed in vector2048".into()));
+        return Err(InputError::new(
+            InputErrorKind::Data,
+            "NaN not allowed in vector2048".into(),
+        ));
     }
     if value.is_infinite() {
-        return Err(InputError::new(InputErrorKind::Data, "infinite value not allowed in vector2048".into()));
+        return Err(InputError::new(
+            InputErrorKind::Data,
+            "infinite value not allowed in vector2048".into(),
+        ));
     }
     if value.abs() > HALF_MAX {
         return Err(InputError::new(
             InputErrorKind::OutOfRange,
-            format!("value {} is out of range for type vector2048", display_number(value)),
+            format!(
+                "value {} is out of range for type vector2048",
+                display_number(value)
+            ),
         )
         .detail("Elements are half floats: the largest magnitude is 65504."));
     }
@@ -135,7 +152,10 @@ pub fn halves_from_f64s(values: impl ExactSizeIterator<Item = f64>) -> Result<Ha
 pub fn parse_text_bytes(input: &[u8]) -> Result<Halves, InputError> {
     match std::str::from_utf8(input) {
         Ok(text) => parse_text(text),
-        Err(_) => Err(InputError::syntax(&String::from_utf8_lossy(input), "The input is not valid UTF-8.".into())),
+        Err(_) => Err(InputError::syntax(
+            &String::from_utf8_lossy(input),
+            "The input is not valid UTF-8.".into(),
+        )),
     }
 }
 
@@ -143,7 +163,10 @@ pub fn parse_text_bytes(input: &[u8]) -> Result<Halves, InputError> {
 /// and ranges are checked.
 pub fn parse_text(input: &str) -> Result<Halves, InputError> {
     let trimmed = input.trim();
-    let Some(body) = trimmed.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) else {
+    let Some(body) = trimmed
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    else {
         return Err(InputError::syntax(
             input,
             "A vector2048 literal starts with \"[\" and ends with \"]\".".into(),
@@ -195,13 +218,17 @@ pub fn parse_binary(bytes: &[u8]) -> Result<Halves, InputError> {
     }
     let dims = u16::from_be_bytes([bytes[0], bytes[1]]) as usize;
     if dims != DIMS {
-        return Err(InputError::binary(format!("expected {DIMS} dimensions, not {dims}")));
+        return Err(InputError::binary(format!(
+            "expected {DIMS} dimensions, not {dims}"
+        )));
     }
     let mut values = Box::new([f16::ZERO; DIMS]);
     for (slot, pair) in values.iter_mut().zip(bytes[HEADER_BYTES..].chunks_exact(2)) {
         let value = f16::from_bits(u16::from_be_bytes([pair[0], pair[1]]));
         if !value.is_finite() {
-            return Err(InputError::binary("NaN or infinite value not allowed in vector2048".into()));
+            return Err(InputError::binary(
+                "NaN or infinite value not allowed in vector2048".into(),
+            ));
         }
         *slot = value;
     }
@@ -229,51 +256,103 @@ mod tests {
 
     #[test]
     fn text_round_trip_keeps_every_bit() {
-        let values: Vec<f16> = (0..DIMS as u16).map(|i| f16::from_bits((i * 15 % 0x7c00) | ((i & 1) << 15))).collect();
+        let values: Vec<f16> = (0..DIMS as u16)
+            .map(|i| f16::from_bits((i * 15 % 0x7c00) | ((i & 1) << 15)))
+            .collect();
         let text = format_text(&values);
         let parsed = parse_text(&text).unwrap();
-        assert!(values.iter().zip(parsed.iter()).all(|(a, b)| a.to_bits() == b.to_bits()));
-        assert_eq!(format_text(&[f16::from_f32(0.1), f16::NEG_ZERO]), "[0.099975586,-0]");
+        assert!(values
+            .iter()
+            .zip(parsed.iter())
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_eq!(
+            format_text(&[f16::from_f32(0.1), f16::NEG_ZERO]),
+            "[0.099975586,-0]"
+        );
     }
 
     #[test]
     fn text_errors_have_their_kind_and_words() {
         let error = parse_text("(1,2)").unwrap_err();
         assert_eq!(error.kind, InputErrorKind::Syntax);
-        assert_eq!(error.message, "invalid input syntax for type vector2048: \"(1,2)\"");
+        assert_eq!(
+            error.message,
+            "invalid input syntax for type vector2048: \"(1,2)\""
+        );
         let long = format!("[{}x]", "1,".repeat(30));
         let error = parse_text(&long).unwrap_err();
-        assert_eq!(error.message, format!("invalid input syntax for type vector2048: \"{}…\"", &long[..40]));
-        assert_eq!(error.detail.as_deref(), Some("Element 31 is not a number: \"x\"."));
-        assert_eq!(parse_text_bytes(b"[\xff]").unwrap_err().detail.as_deref(), Some("The input is not valid UTF-8."));
+        assert_eq!(
+            error.message,
+            format!(
+                "invalid input syntax for type vector2048: \"{}…\"",
+                &long[..40]
+            )
+        );
+        assert_eq!(
+            error.detail.as_deref(),
+            Some("Element 31 is not a number: \"x\".")
+        );
+        assert_eq!(
+            parse_text_bytes(b"[\xff]").unwrap_err().detail.as_deref(),
+            Some("The input is not valid UTF-8.")
+        );
         let error = parse_text(" [ ] ").unwrap_err();
-        assert_eq!((error.kind, error.message.as_str()), (InputErrorKind::Data, "expected 2048 dimensions, not 0"));
+        assert_eq!(
+            (error.kind, error.message.as_str()),
+            (InputErrorKind::Data, "expected 2048 dimensions, not 0")
+        );
         let mut elements = vec!["1"; DIMS];
         elements[5] = "70000";
         let error = parse_text(&literal(&elements)).unwrap_err();
         assert_eq!(error.kind, InputErrorKind::OutOfRange);
-        assert_eq!(error.message, "value 70000 is out of range for type vector2048");
+        assert_eq!(
+            error.message,
+            "value 70000 is out of range for type vector2048"
+        );
         elements[5] = "1e300";
-        assert_eq!(parse_text(&literal(&elements)).unwrap_err().message, "value 1e300 is out of range for type vector2048");
+        assert_eq!(
+            parse_text(&literal(&elements)).unwrap_err().message,
+            "value 1e300 is out of range for type vector2048"
+        );
         elements[5] = "nan";
-        assert_eq!(parse_text(&literal(&elements)).unwrap_err().kind, InputErrorKind::Data);
+        assert_eq!(
+            parse_text(&literal(&elements)).unwrap_err().kind,
+            InputErrorKind::Data
+        );
         // Syntax is checked over all elements before the count.
-        assert_eq!(parse_text("[1,,2]").unwrap_err().kind, InputErrorKind::Syntax);
+        assert_eq!(
+            parse_text("[1,,2]").unwrap_err().kind,
+            InputErrorKind::Syntax
+        );
     }
 
     #[test]
     fn binary_round_trip_and_errors() {
-        let values: Vec<f16> = (0..DIMS).map(|i| f16::from_f32(i as f32 - 1000.0)).collect();
+        let values: Vec<f16> = (0..DIMS)
+            .map(|i| f16::from_f32(i as f32 - 1000.0))
+            .collect();
         let bytes = format_binary(&values);
         assert_eq!(bytes.len(), MESSAGE_BYTES);
         assert_eq!(&parse_binary(&bytes).unwrap()[..], &values[..]);
         let error = parse_binary(&bytes[..10]).unwrap_err();
-        assert_eq!((error.kind, error.message.as_str()), (InputErrorKind::Binary, "vector2048 binary value must be 4100 bytes, got 10"));
+        assert_eq!(
+            (error.kind, error.message.as_str()),
+            (
+                InputErrorKind::Binary,
+                "vector2048 binary value must be 4100 bytes, got 10"
+            )
+        );
         let mut bad = bytes.clone();
         bad[1] = 0xff;
-        assert_eq!(parse_binary(&bad).unwrap_err().message, "expected 2048 dimensions, not 2303");
+        assert_eq!(
+            parse_binary(&bad).unwrap_err().message,
+            "expected 2048 dimensions, not 2303"
+        );
         let mut bad = bytes;
         bad[100..102].copy_from_slice(&f16::INFINITY.to_bits().to_be_bytes());
-        assert_eq!(parse_binary(&bad).unwrap_err().message, "NaN or infinite value not allowed in vector2048");
+        assert_eq!(
+            parse_binary(&bad).unwrap_err().message,
+            "NaN or infinite value not allowed in vector2048"
+        );
     }
 }

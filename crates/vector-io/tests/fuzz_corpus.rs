@@ -11,7 +11,10 @@ use std::path::Path;
 fn replay(target: &str, seeds: &str, check: fn(&[u8])) -> usize {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut count = 0;
-    for dir in [fuzz.join("seeds").join(seeds), fuzz.join("corpus").join(target)] {
+    for dir in [
+        fuzz.join("seeds").join(seeds),
+        fuzz.join("corpus").join(target),
+    ] {
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let path = entry.unwrap().path();
             let data = std::fs::read(&path).unwrap();

@@ -19,6 +19,9 @@ pub fn decode_input(data: &[u8]) {
     // Also the reader of progressive JPEGs' DC scans (1/8 scale), for images as small as 8x8.
     if let Ok(image) = decode_for_size(data, &limits, [255, 255, 255], 1) {
         let ((w, h), scale) = (image.size, image.downscale);
-        assert_eq!(image.pixels.dimensions(), (w.div_ceil(scale), h.div_ceil(scale)));
+        assert_eq!(
+            image.pixels.dimensions(),
+            (w.div_ceil(scale), h.div_ceil(scale))
+        );
     }
 }

@@ -144,7 +144,13 @@ impl Manifold {
         let spreads = (0..clusters)
             .map(|_| 0.4 + 0.6 * rng.below(1000) as f32 / 1000.0)
             .collect();
-        Manifold { map, centers, spreads, rank, rng }
+        Manifold {
+            map,
+            centers,
+            spreads,
+            rank,
+            rng,
+        }
     }
 
     pub fn sample(&mut self) -> Vec<f16> {

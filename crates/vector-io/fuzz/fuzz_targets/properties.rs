@@ -3,7 +3,9 @@
 // Each fuzz target uses one of the two.
 #![allow(dead_code)]
 
-use imgsim_vector_io::{format_binary, format_text, parse_binary, parse_text, parse_text_bytes, InputErrorKind};
+use imgsim_vector_io::{
+    format_binary, format_text, parse_binary, parse_text, parse_text_bytes, InputErrorKind,
+};
 
 /// The text input function: no panic; an accepted value prints as text that
 /// reads back bit for bit; a refusal is a user error with a message.
@@ -13,7 +15,10 @@ pub fn text_input(data: &[u8]) {
             let text = format_text(&values[..]);
             let again = parse_text(&text).expect("printed text reads back");
             assert!(
-                values.iter().zip(again.iter()).all(|(a, b)| a.to_bits() == b.to_bits()),
+                values
+                    .iter()
+                    .zip(again.iter())
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "text round trip changed a value"
             );
         }
