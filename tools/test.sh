@@ -81,6 +81,11 @@ psql -X -q -h /tmp -p "$TEST_PORT" -U postgres -d postgres -c "CREATE DATABASE i
 psql -X -q -h /tmp -p "$TEST_PORT" -U postgres -d imgsim_cli -c "CREATE EXTENSION imgsim"
 on_exit 'cluster_stop "$TEST_PGDATA"'
 
+house_rules() {
+    (cd "$REPO_ROOT" && cargo fmt --all -- --check && cargo clippy --release --workspace --all-targets -- -D warnings)
+}
+
+run_suite "formatting (rustfmt) and lints (clippy -D warnings)" house_rules
 run_suite "Rust unit tests (kernels, index core, embedding)" rust_unit_tests
 run_suite "model conversion (classification of real photos)" model_conversion_test
 run_suite "INT8 model (classification, closeness to the float model, reproducible)" int8_model_test
