@@ -46,9 +46,19 @@ cluster_start() {
     if ! as_postgres "$PG_BIN/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
         local opts="-p $port -c listen_addresses=localhost -c unix_socket_directories=/tmp"
         for o in "$@"; do opts="$opts -c $o"; done
-        # RUST_BACKTRACE in the server's environment would append Rust
-        # backtraces to the DETAIL of errors; users' servers do not have it.
-        as_postgres env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -o "$opts" -w start >/dev/null
+        # Test ports lie in Linux's ephemeral range, so a client connection
+        # elsewhere can hold one for a moment: retry a start that failed to bind.
+        local attempt
+        for attempt in 1 2 3 4 5; do
+            # RUST_BACKTRACE in the server's environment would append Rust
+            # backtraces to the DETAIL of errors; users' servers do not have it.
+            if as_postgres env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -o "$opts" -w start >/dev/null; then
+                return 0
+            fi
+            grep -q "could not create any TCP/IP sockets" "$datadir/server.log" && [ "$attempt" -lt 5 ] || return 1
+            echo "port $port busy, retrying in 2 s" >&2
+            sleep 2
+        done
     fi
 }
 
