@@ -19,9 +19,9 @@ use crate::vector::{VectorRef, DIMS};
 
 /// Per-scan state, owned by `scan->opaque`.
 struct ScanState {
-    // Declared before `store`: it borrows the store and must drop first.
-    searcher: Option<Searcher<'static, PgStore>>,
-    store: Box<PgStore>,
+    /// Set by each rescan; owns its store (the index and a fork number).
+    searcher: Option<Searcher<PgStore>>,
+    index: pg_sys::Relation,
     index_name: String,
     /// Rows returned since the last rescan, against `annoy.max_scan_items`.
     returned: u64,
@@ -45,11 +45,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         (*scan).xs_orderbynulls = pg_sys::palloc0(slots * std::mem::size_of::<bool>()).cast();
         let state = ScanState {
             searcher: None,
-            store: Box::new(PgStore::new(
-                index,
-                pg_sys::ForkNumber::MAIN_FORKNUM,
-                Logging::Generic,
-            )),
+            index,
             index_name: relation_name(index),
             returned: 0,
             max_scan_items: None,
@@ -100,9 +96,13 @@ pub unsafe extern "C-unwind" fn amrescan(
         } else {
             VectorRef::from_datum(key.sk_argument).as_slice()
         };
-        // SAFETY: the store is boxed (stable address) and outlives the
-        // searcher: ScanState drops the searcher first.
-        let store: &'static PgStore = &*(state.store.as_ref() as *const PgStore);
+        // The executor keeps the index open and locked until amendscan,
+        // which drops the searcher and its store.
+        let store = PgStore::new(
+            state.index,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            Logging::Generic,
+        );
         match Searcher::new(store, query, options::search_params()) {
             Ok(searcher) => state.searcher = Some(searcher),
             Err(corruption) => raise_corruption(&state.index_name, corruption),

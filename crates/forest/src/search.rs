@@ -73,8 +73,9 @@ impl Ord for Ord32 {
 /// small steps until then), so rows leave in near-exact order; the candidate
 /// pool grows with the rows returned, until every live item has been
 /// returned exactly once.
-pub struct Searcher<'s, S: PageStore> {
-    store: &'s S,
+pub struct Searcher<S: PageStore> {
+    /// Owned: a caller that shares a store passes `&store`.
+    store: S,
     meta: Meta,
     params: SearchParams,
     query: Vec<f16>,
@@ -146,11 +147,11 @@ impl NodeKey {
     }
 }
 
-impl<'s, S: PageStore> Searcher<'s, S> {
+impl<S: PageStore> Searcher<S> {
     /// Starts a search; the metric is the index's (from the metapage).
-    pub fn new(store: &'s S, query: &[f16], params: SearchParams) -> Result<Self, Corruption> {
+    pub fn new(store: S, query: &[f16], params: SearchParams) -> Result<Self, Corruption> {
         assert_eq!(query.len(), DIMS, "query must have {DIMS} dimensions");
-        let meta = Meta::read(store)?;
+        let meta = Meta::read(&store)?;
         let tree_query = meta.space.query(query);
         let tree_query_norm_sq = tree_query.iter().map(|x| x * x).sum();
         let nodes = meta
@@ -266,22 +267,10 @@ impl<'s, S: PageStore> Searcher<'s, S> {
         Ok(())
     }
 
-    fn read_page(&self, block: u32, kind: PageKind) -> Result<S::Read<'s>, Corruption> {
-        if block == 0 {
-            return Err(Corruption::new(block, "tree points at the metapage"));
-        }
-        self.store.read_kind(block, kind).ok_or_else(|| {
-            Corruption::new(
-                block,
-                format!("tree points at a block that is not a {kind:?} page"),
-            )
-        })
-    }
-
     fn visit_split(&mut self, node: NodeKey, priority: f32) -> Result<(), Corruption> {
         let td = self.meta.reduced_dims();
         let header = {
-            let page = self.read_page(node.block, PageKind::Split)?;
+            let page = read_tree_page(&self.store, node.block, PageKind::Split)?;
             let count = SplitPageHeader::read(&page).count;
             if node.slot >= count || count as usize > splits_per_page(page.len(), td) {
                 return Err(Corruption::new(
@@ -313,7 +302,7 @@ impl<'s, S: PageStore> Searcher<'s, S> {
     fn visit_leaf(&mut self, node: NodeKey, priority: f32) -> Result<(), Corruption> {
         let td = self.meta.reduced_dims();
         let entry_bytes = leaf_entry_bytes(td);
-        let page = self.read_page(node.block, PageKind::Leaf)?;
+        let page = read_tree_page(&self.store, node.block, PageKind::Leaf)?;
         let header = LeafPageHeader::read(&page);
         if header.flags & LEAF_SPLIT != 0 {
             let split = read_split_node(&page[LeafPageHeader::SIZE..], &mut self.normal);
@@ -368,7 +357,7 @@ impl<'s, S: PageStore> Searcher<'s, S> {
         // Page order: neighbouring records share pages.
         batch.sort_unstable();
         for loc in batch {
-            let header = read_item(self.store, loc, &mut self.vector)?;
+            let header = read_item(&self.store, loc, &mut self.vector)?;
             if header.flags & ITEM_DELETED != 0 {
                 continue;
             }
@@ -386,7 +375,7 @@ impl<'s, S: PageStore> Searcher<'s, S> {
     }
 }
 
-impl<S: PageStore> Iterator for Searcher<'_, S> {
+impl<S: PageStore> Iterator for Searcher<S> {
     type Item = Result<(Tid, f32), Corruption>;
 
     /// The next item and its exact distance; `None` once every item was
@@ -399,6 +388,25 @@ impl<S: PageStore> Iterator for Searcher<'_, S> {
         self.failed = next.is_err();
         next.transpose()
     }
+}
+
+/// A tree page by a block number read from another page: checked, since a
+/// damaged page may point anywhere. A free function so the guard borrows
+/// only the store while the searcher's other fields change.
+fn read_tree_page<S: PageStore>(
+    store: &S,
+    block: u32,
+    kind: PageKind,
+) -> Result<S::Read<'_>, Corruption> {
+    if block == 0 {
+        return Err(Corruption::new(block, "tree points at the metapage"));
+    }
+    store.read_kind(block, kind).ok_or_else(|| {
+        Corruption::new(
+            block,
+            format!("tree points at a block that is not a {kind:?} page"),
+        )
+    })
 }
 
 /// The distance reported for `metric`, from the exact vectors.

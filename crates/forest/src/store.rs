@@ -76,6 +76,43 @@ pub trait PageStore {
     fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>);
 }
 
+/// A shared store is a store: searches own theirs, tests lend one.
+impl<S: PageStore + ?Sized> PageStore for &S {
+    type Read<'a>
+        = S::Read<'a>
+    where
+        Self: 'a;
+    type Write<'a>
+        = S::Write<'a>
+    where
+        Self: 'a;
+
+    fn body_size(&self) -> usize {
+        (**self).body_size()
+    }
+    fn nblocks(&self) -> u32 {
+        (**self).nblocks()
+    }
+    fn kind(&self, blk: u32) -> Option<PageKind> {
+        (**self).kind(blk)
+    }
+    fn read(&self, blk: u32) -> Self::Read<'_> {
+        (**self).read(blk)
+    }
+    fn contains(&self, blk: u32) -> bool {
+        (**self).contains(blk)
+    }
+    fn read_kind(&self, blk: u32, kind: PageKind) -> Option<Self::Read<'_>> {
+        (**self).read_kind(blk, kind)
+    }
+    fn write(&self, blk: u32) -> Self::Write<'_> {
+        (**self).write(blk)
+    }
+    fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
+        (**self).allocate(kind)
+    }
+}
+
 const CHUNK_PAGES: usize = 4096;
 const MAX_CHUNKS: usize = 4096;
 
