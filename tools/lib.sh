@@ -41,7 +41,10 @@ cluster_start() {
     as_root mkdir -p "$(dirname "$datadir")"
     as_root chown postgres:postgres "$(dirname "$datadir")"
     if [ ! -f "$datadir/PG_VERSION" ]; then
-        as_postgres "$PG_BIN/initdb" -D "$datadir" -U postgres -A trust --no-sync >/dev/null
+        # C.UTF-8 (on every Debian): sort order and encoding do not depend
+        # on the caller's LANG, so test outputs are the same everywhere.
+        as_postgres "$PG_BIN/initdb" -D "$datadir" -U postgres -A trust --no-sync \
+            --locale=C.UTF-8 --encoding=UTF8 >/dev/null
     fi
     if ! as_postgres "$PG_BIN/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
         local opts="-p $port -c listen_addresses=localhost -c unix_socket_directories=/tmp"

@@ -12,7 +12,7 @@ RESET client_min_messages;
 CREATE TABLE aug AS
 SELECT f AS name, substring(f FROM '^aug_(.*)_[0-9]+\.jpg$') AS photo,
        image_embedding(pg_read_binary_file(:'photos' || '/aug/' || f)) AS emb
-FROM pg_ls_dir(:'photos' || '/aug') AS f WHERE f ~ '^aug_';
+FROM pg_ls_dir(:'photos' || '/aug') AS f WHERE f ~ '^aug_' ORDER BY f;
 SELECT count(*) >= 150 AS enough_embeddings, count(DISTINCT photo) >= 12 AS photos FROM aug;
 
 -- The data has the structure we rely on: an image's nearest other image
