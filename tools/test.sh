@@ -7,10 +7,22 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 TEST_PGDATA="${IMGSIM_TEST_PGDATA:-/var/tmp/imgsim/test-pgdata}"
 TEST_PORT="${IMGSIM_TEST_PORT:-55433}"
 passed=0; failed=0; failures=()
+SUITE_LOGS=$(mktemp -d); on_exit 'rm -rf "$SUITE_LOGS"'
+# Each suite's output goes to a file (shown when the suite ends; no pipe, so
+# a process a suite leaves behind cannot hold the run up), and the summary
+# ends with the tail of every failed suite: CI shows only a run's last lines.
 run_suite() {
     local name=$1; shift
     begin "test: $name"
-    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
+    local log; log="$SUITE_LOGS/$((passed + failed)).log"
+    local rc=0
+    "$@" > "$log" 2>&1 || rc=$?
+    cat "$log"
+    if [ "$rc" -eq 0 ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); failures+=("$name"$'\t'"$log")
+    fi
 }
 
 rust_unit_tests() {
@@ -106,6 +118,10 @@ run_suite "Citus cluster: distributed table, annoy on every shard, moves, a work
 
 CURRENT_STEP="summary"
 echo
-for f in "${failures[@]}"; do echo "FAILED suite: $f"; done
+for f in "${failures[@]}"; do
+    echo "FAILED suite: ${f%%$'\t'*} (its last 60 lines follow)"
+    tail -n 60 "${f#*$'\t'}" | sed 's/^/    /'
+done
+for f in "${failures[@]}"; do echo "FAILED suite: ${f%%$'\t'*}"; done
 echo "suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
