@@ -12,7 +12,7 @@ pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
-pub use reduced::{axpy, dot_f16_f32, dot_f32, dot_f32_i8};
+pub use reduced::{axpy, dot_f16_f32, dot_f32, dot_f32_i8, dot_f32_le_bytes};
 
 /// Which implementation the dispatching functions use on this CPU.
 pub fn implementation() -> &'static str {

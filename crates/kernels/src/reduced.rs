@@ -1,6 +1,7 @@
 //! Kernels over f32 vectors of the index's reduced space: `f32 · f32`,
-//! `f32 · int8 code`, `f16 · f32` (the projection onto the stored basis)
-//! and `y += a·x`.
+//! `f32 · f32 stored as little-endian bytes` (split normals read in place
+//! from their page), `f32 · int8 code`, `f16 · f32` (the projection onto
+//! the stored basis) and `y += a·x`.
 //!
 //! One portable body with independent partial sums (fused multiply-adds)
 //! is compiled twice, once with AVX2 + FMA enabled, so both paths give
@@ -36,6 +37,43 @@ fn code_as_f32(c: u8) -> f32 {
     f32::from(c as i8)
 }
 
+/// `a · b` where `b` holds `a.len()` f32s as little-endian bytes, with the
+/// lanes and order of `lane_dot!`, so it equals `dot_f32` of the decoded `b`
+/// bit for bit.
+macro_rules! lane_dot_le_bytes {
+    ($a:expr, $b:expr) => {{
+        let (a, b): (&[f32], &[u8]) = ($a, $b);
+        let b = &b[..4 * a.len()];
+        let at = |bytes: &[u8], i: usize| {
+            f32::from_le_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ])
+        };
+        let mut acc = [0f32; LANES];
+        let body = a.len() / LANES * LANES;
+        for (xs, ys) in a[..body]
+            .chunks_exact(LANES)
+            .zip(b[..4 * body].chunks_exact(4 * LANES))
+        {
+            for i in 0..LANES {
+                acc[i] = xs[i].mul_add(at(ys, i), acc[i]);
+            }
+        }
+        let mut sum: f32 = acc.iter().sum();
+        for (i, x) in a[body..].iter().enumerate() {
+            sum = x.mul_add(at(&b[4 * body..], i), sum);
+        }
+        sum
+    }};
+}
+
+fn dot_f32_le_bytes_portable(a: &[f32], b: &[u8]) -> f32 {
+    lane_dot_le_bytes!(a, b)
+}
+
 fn dot_f32_i8_portable(q: &[f32], code: &[u8]) -> f32 {
     lane_dot!(q, &code[..q.len()], code_as_f32)
 }
@@ -68,6 +106,11 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         lane_dot!(a, &b[..a.len()], std::convert::identity)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dot_f32_le_bytes(a: &[f32], b: &[u8]) -> f32 {
+        lane_dot_le_bytes!(a, b)
     }
 
     /// Same lanes and order as the portable body: 32 partial sums (four
@@ -143,6 +186,7 @@ macro_rules! dispatch {
 
 dispatch!(dot_f32_i8, dot_f32_i8_portable, (q: &[f32], code: &[u8]) -> f32);
 dispatch!(dot_f32, dot_f32_portable, (a: &[f32], b: &[f32]) -> f32);
+dispatch!(dot_f32_le_bytes, dot_f32_le_bytes_portable, (a: &[f32], b: &[u8]) -> f32);
 dispatch!(dot_f16_f32, dot_f16_f32_portable, (a: &[half::f16], b: &[f32]) -> f32);
 dispatch!(axpy, axpy_portable, (alpha: f32, x: &[f32], y: &mut [f32]));
 
@@ -170,6 +214,15 @@ mod tests {
             assert_eq!(
                 dot_f32(&a, &b).to_bits(),
                 dot_f32_portable(&a, &b).to_bits()
+            );
+            let b_bytes: Vec<u8> = b.iter().flat_map(|x| x.to_le_bytes()).collect();
+            assert_eq!(
+                dot_f32_le_bytes(&a, &b_bytes).to_bits(),
+                dot_f32(&a, &b).to_bits()
+            );
+            assert_eq!(
+                dot_f32_le_bytes_portable(&a, &b_bytes).to_bits(),
+                dot_f32(&a, &b).to_bits()
             );
             let h: Vec<half::f16> = b.iter().map(|x| half::f16::from_f32(*x)).collect();
             assert_eq!(
