@@ -1,6 +1,7 @@
 //! Index build: stream the items once into item pages, keeping only their
 //! reduced vectors in memory, then build the trees and write them.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -664,8 +665,8 @@ fn dist_sq(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Writes one tree: each leaf to its own page, then the split nodes packed
-/// into split pages in post-order (so children are placed before parents).
-/// Returns the root reference.
+/// into split pages by subtree (see [`pack_subtrees`]). Returns the root
+/// reference.
 fn write_tree<S: PageStore>(
     store: &S,
     nodes: &[Node],
@@ -696,10 +697,9 @@ fn write_tree<S: PageStore>(
 
     let per_page = splits_per_page(store.body_size(), reduced_dims);
     let node_bytes = split_node_bytes(reduced_dims);
-    let split_ids: Vec<usize> = (0..nodes.len())
-        .filter(|&i| matches!(nodes[i], Node::Split { .. }))
-        .collect();
-    for group in split_ids.chunks(per_page) {
+    // Pages are written children first, so every child's reference is known
+    // when its parent is written: the reverse of the top-down packing.
+    for group in pack_subtrees(nodes, root, per_page).iter().rev() {
         let (block, mut page) = store.allocate(PageKind::Split);
         for (slot, &idx) in group.iter().enumerate() {
             refs[idx] = NodeRef::split(block, slot as u16);
@@ -717,7 +717,7 @@ fn write_tree<S: PageStore>(
                 right,
             } = &nodes[idx]
             else {
-                unreachable!("filtered to splits")
+                unreachable!("packed splits only")
             };
             let at = SplitPageHeader::SIZE + slot * node_bytes;
             let header = SplitNodeHeader {
@@ -731,6 +731,49 @@ fn write_tree<S: PageStore>(
         stats.split_pages += 1;
     }
     refs[root]
+}
+
+/// Groups a tree's split nodes into pages of at most `per_page`, top-down:
+/// a page takes a node and its split descendants breadth first, so a search
+/// that reads the page for the node also finds the next levels there (about
+/// three levels per page read at 256 dimensions instead of one). Where a
+/// subtree runs out before the page is full, the next subtree in line fills
+/// the rest. Parents come before their children in the order returned.
+fn pack_subtrees(nodes: &[Node], root: usize, per_page: usize) -> Vec<Vec<usize>> {
+    let split_children = |idx: usize| match &nodes[idx] {
+        Node::Split { left, right, .. } => [*left, *right]
+            .into_iter()
+            .filter(|&c| matches!(nodes[c], Node::Split { .. }))
+            .collect(),
+        Node::Leaf { .. } => Vec::new(),
+    };
+    let mut pages = Vec::new();
+    let mut page = Vec::with_capacity(per_page);
+    let mut roots: VecDeque<usize> = VecDeque::new();
+    if matches!(nodes[root], Node::Split { .. }) {
+        roots.push_back(root);
+    }
+    while let Some(subtree) = roots.pop_front() {
+        if page.len() == per_page {
+            pages.push(std::mem::replace(&mut page, Vec::with_capacity(per_page)));
+        }
+        let mut level_order = VecDeque::from([subtree]);
+        while let Some(idx) = level_order.pop_front() {
+            if page.len() == per_page {
+                // The page is full: what is left of this subtree's frontier
+                // starts subtrees of its own.
+                roots.push_back(idx);
+                roots.extend(level_order.drain(..));
+                break;
+            }
+            page.push(idx);
+            level_order.extend(split_children(idx));
+        }
+    }
+    if !page.is_empty() {
+        pages.push(page);
+    }
+    pages
 }
 
 /// Writes entry `k` of a leaf page body (`code` is `code_stride` bytes).
@@ -756,4 +799,106 @@ pub(crate) fn write_leaf_entry(page: &mut [u8], k: usize, entry: &LeafEntryHeade
     let at = LeafPageHeader::SIZE + k * (LeafEntryHeader::SIZE + code.len());
     entry.write(&mut page[at..]);
     page[at + LeafEntryHeader::SIZE..at + LeafEntryHeader::SIZE + code.len()].copy_from_slice(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// Post-order nodes of a tree `levels` splits deep: complete when
+    /// `both_sides`, else a chain whose right children are leaves.
+    fn tree(levels: usize, both_sides: bool) -> (Vec<Node>, usize) {
+        fn grow(nodes: &mut Vec<Node>, levels: usize, both_sides: bool) -> usize {
+            if levels == 0 {
+                nodes.push(Node::Leaf { items: vec![0] });
+                return nodes.len() - 1;
+            }
+            let left = grow(nodes, levels - 1, both_sides);
+            let right = grow(nodes, if both_sides { levels - 1 } else { 0 }, both_sides);
+            nodes.push(Node::Split {
+                normal: vec![1.0],
+                offset: 0.0,
+                left,
+                right,
+            });
+            nodes.len() - 1
+        }
+        let mut nodes = Vec::new();
+        let root = grow(&mut nodes, levels, both_sides);
+        (nodes, root)
+    }
+
+    fn page_of(pages: &[Vec<usize>]) -> HashMap<usize, usize> {
+        let mut page_of = HashMap::new();
+        for (p, page) in pages.iter().enumerate() {
+            for &idx in page {
+                assert!(page_of.insert(idx, p).is_none(), "node {idx} packed twice");
+            }
+        }
+        page_of
+    }
+
+    #[test]
+    fn subtrees_fill_pages_top_down() {
+        // A complete tree of 63 splits, 7 to a page: nine full pages, each
+        // a subtree three levels deep.
+        let (nodes, root) = tree(6, true);
+        let pages = pack_subtrees(&nodes, root, 7);
+        assert_eq!(pages.len(), 9);
+        assert!(pages.iter().all(|p| p.len() == 7));
+        let page_of = page_of(&pages);
+        let splits = nodes
+            .iter()
+            .filter(|n| matches!(n, Node::Split { .. }))
+            .count();
+        assert_eq!(page_of.len(), splits);
+        for (idx, node) in nodes.iter().enumerate() {
+            let Node::Split { left, right, .. } = node else {
+                continue;
+            };
+            for child in [left, right] {
+                if let Some(&child_page) = page_of.get(child) {
+                    // Parents first, which the writer reverses so children
+                    // are written before the parents that point at them.
+                    assert!(page_of[&idx] <= child_page);
+                }
+            }
+        }
+        // The root's page holds its two levels below; a descent through
+        // the tree's six levels reads two pages.
+        assert_eq!(pages[0][0], root);
+        let Node::Split { left, right, .. } = &nodes[root] else {
+            unreachable!()
+        };
+        assert_eq!(page_of[left], 0);
+        assert_eq!(page_of[right], 0);
+        let mut at = root;
+        let mut pages_read = vec![page_of[&root]];
+        while let Node::Split { left, .. } = &nodes[at] {
+            at = *left;
+            if let Some(&p) = page_of.get(&at) {
+                if pages_read.last() != Some(&p) {
+                    pages_read.push(p);
+                }
+            }
+        }
+        assert_eq!(pages_read.len(), 2);
+    }
+
+    #[test]
+    fn a_chain_of_splits_packs_densely() {
+        // Every split's right child is a leaf: 20 splits in a line.
+        let (nodes, root) = tree(20, false);
+        let pages = pack_subtrees(&nodes, root, 7);
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [7, 7, 6]);
+        assert_eq!(page_of(&pages).len(), 20);
+    }
+
+    #[test]
+    fn a_tree_without_splits_needs_no_page() {
+        let nodes = vec![Node::Leaf { items: vec![0, 1] }];
+        assert!(pack_subtrees(&nodes, 0, 7).is_empty());
+    }
 }

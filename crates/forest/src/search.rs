@@ -10,7 +10,7 @@ use half::f16;
 use crate::format::*;
 use crate::items::{read_item, ItemLoc};
 use crate::meta::Meta;
-use crate::space::{code_distance, dot_code, dot_f32};
+use crate::space::{code_distance, dot_code, dot_f32, dot_f32_le_bytes};
 use crate::store::{PageKind, PageStore};
 use crate::{Corruption, Metric, Tid};
 
@@ -98,7 +98,6 @@ pub struct Searcher<S: PageStore> {
     /// be comparable with exact distances.
     ip_shift: f32,
     vector: Vec<f16>,
-    normal: Vec<f32>,
     /// Set once the pages turned out corrupted.
     failed: bool,
 }
@@ -160,7 +159,6 @@ impl<S: PageStore> Searcher<S> {
             .filter(|r| r.kind != NODE_EMPTY)
             .map(|&r| (Ord32(f32::INFINITY), NodeKey::new(r, 0)))
             .collect();
-        let normal = vec![0.0; meta.reduced_dims()];
         let uncentred_query = meta.space.query_uncentred(query);
         let ip_shift = dot_f32(&uncentred_query, &meta.space.basis.offset);
         Ok(Searcher {
@@ -185,7 +183,6 @@ impl<S: PageStore> Searcher<S> {
             returned: 0,
             ip_shift,
             vector: vec![f16::ZERO; DIMS],
-            normal,
             meta,
             failed: false,
         })
@@ -267,28 +264,62 @@ impl<S: PageStore> Searcher<S> {
         Ok(())
     }
 
+    /// Visits a split node, and goes on down while the next node the queue
+    /// would give is a child stored on the same page (the build packs
+    /// subtrees into pages): one page read then serves several levels of a
+    /// descent, with the same nodes visited in the same order as one visit
+    /// per read would.
     fn visit_split(&mut self, node: NodeKey, priority: f32) -> Result<(), Corruption> {
         let td = self.meta.reduced_dims();
-        let header = {
-            let page = read_tree_page(&self.store, node.block, PageKind::Split)?;
-            let count = SplitPageHeader::read(&page).count;
-            if node.slot >= count || count as usize > splits_per_page(page.len(), td) {
+        let node_bytes = split_node_bytes(td);
+        let page = read_tree_page(&self.store, node.block, PageKind::Split)?;
+        let count = SplitPageHeader::read(&page).count;
+        if count as usize > splits_per_page(page.len(), td) {
+            return Err(Corruption::new(
+                node.block,
+                format!("split page holds {count} nodes"),
+            ));
+        }
+        let mut on_page = vec![(node.slot, node.depth, priority)];
+        while let Some((slot, depth, priority)) = on_page.pop() {
+            if slot >= count {
                 return Err(Corruption::new(
                     node.block,
-                    format!("split slot {} of {count}", node.slot),
+                    format!("split slot {slot} of {count}"),
                 ));
             }
-            let at = SplitPageHeader::SIZE + node.slot as usize * split_node_bytes(td);
-            read_split_node(&page[at..], &mut self.normal)
-        };
-        self.push_children(&header, node.depth, priority);
+            if depth > MAX_TREE_DEPTH {
+                return Err(Corruption::new(
+                    node.block,
+                    "tree path too deep: pages form a cycle",
+                ));
+            }
+            let at = SplitPageHeader::SIZE + slot as usize * node_bytes;
+            let (header, margin) = split_margin(&page[at..at + node_bytes], &self.tree_query);
+            for (child, child_priority) in [
+                (header.right, priority.min(margin)),
+                (header.left, priority.min(-margin)),
+            ] {
+                // A child on this page that would leave the queue next is
+                // expanded now; the others wait in the queue as usual.
+                let next_anyway = self
+                    .nodes
+                    .peek()
+                    .is_none_or(|&(Ord32(top), _)| child_priority >= top);
+                if child.kind == NODE_SPLIT && child.block == node.block && next_anyway {
+                    on_page.push((child.slot, depth + 1, child_priority));
+                } else {
+                    self.nodes
+                        .push((Ord32(child_priority), NodeKey::new(child, depth + 1)));
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Pushes both children of a split node (normal in `self.normal`), each
-    /// with the smallest margin on its path: Annoy's priority.
-    fn push_children(&mut self, header: &SplitNodeHeader, depth: u16, priority: f32) {
-        let margin = header.offset + dot_f32(&self.normal, &self.tree_query);
+    /// Pushes both children of a split node with margin `margin`, each with
+    /// the smallest margin on its path: Annoy's priority.
+    fn push_children(&mut self, header: &SplitNodeHeader, margin: f32, depth: u16, priority: f32) {
         self.nodes.push((
             Ord32(priority.min(margin)),
             NodeKey::new(header.right, depth + 1),
@@ -305,9 +336,11 @@ impl<S: PageStore> Searcher<S> {
         let page = read_tree_page(&self.store, node.block, PageKind::Leaf)?;
         let header = LeafPageHeader::read(&page);
         if header.flags & LEAF_SPLIT != 0 {
-            let split = read_split_node(&page[LeafPageHeader::SIZE..], &mut self.normal);
+            let node_bytes = split_node_bytes(td);
+            let at = LeafPageHeader::SIZE;
+            let (split, margin) = split_margin(&page[at..at + node_bytes], &self.tree_query);
             drop(page);
-            self.push_children(&split, node.depth, priority);
+            self.push_children(&split, margin, node.depth, priority);
             return Ok(());
         }
         let count = header.count as usize;
@@ -388,6 +421,14 @@ impl<S: PageStore> Iterator for Searcher<S> {
         self.failed = next.is_err();
         next.transpose()
     }
+}
+
+/// A split node's header and the query's margin `normal·q + offset`, the
+/// normal read in place from the node's bytes.
+fn split_margin(node: &[u8], tree_query: &[f32]) -> (SplitNodeHeader, f32) {
+    let header = SplitNodeHeader::read(node);
+    let margin = header.offset + dot_f32_le_bytes(tree_query, &node[SplitNodeHeader::SIZE..]);
+    (header, margin)
 }
 
 /// A tree page by a block number read from another page: checked, since a

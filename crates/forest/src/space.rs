@@ -211,7 +211,7 @@ pub fn quantize(v: &[f32], code: &mut [u8]) -> (f32, f32) {
     (scale, scale * scale * sum as f32)
 }
 
-pub use imgsim_kernels::{dot_f16_f32, dot_f32, dot_f32_i8 as dot_code};
+pub use imgsim_kernels::{dot_f16_f32, dot_f32, dot_f32_i8 as dot_code, dot_f32_le_bytes};
 
 /// Estimated squared tree-space distance between a centred query
 /// (`|q|² = q_norm_sq`) and a coded item.
