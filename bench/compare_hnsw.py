@@ -84,10 +84,16 @@ def statement(method):
     return f"SELECT id FROM {items} ORDER BY emb {op} (SELECT emb FROM {queries} WHERE id = %s) LIMIT 10"
 
 
+# Settings held for the whole run, per method (--annoy-rerank).
+FIXED_SETTINGS = {"annoy": {}, "hnsw": {}}
+
+
 def recall(dsn, method, value, truth):
     knob = METHODS[method][3]
     with psycopg.connect(dsn, prepare_threshold=0, autocommit=True) as conn:
         conn.execute(f"SET {knob} = {value}")
+        for name, setting in FIXED_SETTINGS[method].items():
+            conn.execute(f"SET {name} = {setting}")
         conn.execute("SET jit = off")
         sql = statement(method)
         found = 0
@@ -103,7 +109,8 @@ def throughput(pgbench, conn_args, method, value, clients, seconds, queries):
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(f"\\set qid random(1, {queries})\n{script};\n")
         path = f.name
-    env = dict(os.environ, PGOPTIONS=f"-c {knob}={value} -c jit=off")
+    fixed = "".join(f" -c {name}={setting}" for name, setting in FIXED_SETTINGS[method].items())
+    env = dict(os.environ, PGOPTIONS=f"-c {knob}={value} -c jit=off{fixed}")
     out = subprocess.run(
         [pgbench, *conn_args, "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients),
          "-T", str(seconds), "-f", path],
@@ -128,9 +135,12 @@ def main():
     ap.add_argument("--annoy-sweep", default="1000,2000,3000,4000,6000,8000,12000")
     ap.add_argument("--hnsw-sweep", default="10,20,40,60,80,120,200")
     ap.add_argument("--annoy-options", default="")
+    ap.add_argument("--annoy-rerank", type=int, help="annoy.rerank for every annoy point (default: the GUC's)")
     ap.add_argument("--extension", default="imgsim", help="name the imgsim extension is installed under")
     args = ap.parse_args()
     conn_args = args.pgbench_conn.split()
+    if args.annoy_rerank is not None:
+        FIXED_SETTINGS["annoy"]["annoy.rerank"] = args.annoy_rerank
 
     t = time.time()
     items, queries = manifold_set(args.items, args.queries)
@@ -181,6 +191,7 @@ def main():
                             throughput(args.pgbench, conn_args, m, v, clients, args.seconds, len(queries)))
         print(f"round {rnd + 1} of {args.rounds} done", flush=True)
 
+    print(f"\nheld for every point: {FIXED_SETTINGS}")
     print(f"\n| method | knob | recall@10 | q/s, 1 client | q/s, 2 clients |\n|---|---:|---:|---:|---:|")
     for (m, v), r in results.items():
         print(f"| {m} | {METHODS[m][3]} = {v} | {r['recall']:.3f} | {statistics.median(r[1]):.0f} | "

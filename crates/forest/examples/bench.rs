@@ -10,7 +10,9 @@ use std::time::Instant;
 use common::*;
 use half::f16;
 use imgsim_forest::search::exact_distance;
-use imgsim_forest::{build, check, MemStore, Metric, Options, PageStore, SearchParams, Searcher};
+use imgsim_forest::{
+    build, check, MemStore, Metric, Options, PageKind, PageStore, SearchParams, Searcher,
+};
 
 /// CPU time of this thread in ns: robust to other processes on the machine.
 fn cpu_ns() -> u64 {
@@ -216,15 +218,20 @@ fn main() {
                 println!("check {:.1}s", t.elapsed().as_secs_f64());
             }
             println!(
-                "{:>8} {:>7} {:>9} {:>9} {:>9}",
+                "{:>8} {:>7} {:>9} {:>9} {:>9}  pages read/query: split leaf item",
                 "search_k", "rerank", "recall@10", "ms/query", "cpu ms/q"
             );
+            let counted = CountingStore {
+                store: &store,
+                reads: Default::default(),
+            };
             for &search_k in &search_ks {
                 for &rerank in &reranks {
                     let params = SearchParams {
                         search_k: search_k as usize,
                         rerank: rerank as usize,
                     };
+                    counted.reads.iter().for_each(|c| c.set(0));
                     let t = Instant::now();
                     let cpu = cpu_ns();
                     let mut total = 0.0;
@@ -233,7 +240,7 @@ fn main() {
                         std::env::var("BENCH_REPEAT").map_or(1, |s| s.parse().expect("repeat"));
                     let nq = nq * repeat;
                     for (q, tr) in queries.iter().zip(&truths).cycle().take(nq) {
-                        let found: Vec<usize> = Searcher::new(&store, q, params)
+                        let found: Vec<usize> = Searcher::new(&counted, q, params)
                             .expect("searcher")
                             .take(10)
                             .map(|r| index_of(r.expect("search").0))
@@ -242,12 +249,58 @@ fn main() {
                     }
                     let ms = t.elapsed().as_secs_f64() * 1e3 / nq as f64;
                     let cpu_ms = (cpu_ns() - cpu) as f64 / 1e6 / nq as f64;
+                    let per_query =
+                        |kind: PageKind| counted.reads[kind as usize].get() as f64 / nq as f64;
                     println!(
-                        "{search_k:>8} {rerank:>7} {:>9.3} {ms:>9.3} {cpu_ms:>9.3}",
-                        total / nq as f64
+                        "{search_k:>8} {rerank:>7} {:>9.3} {ms:>9.3} {cpu_ms:>9.3}  {:>6.0} {:>5.0} {:>5.0}",
+                        total / nq as f64,
+                        per_query(PageKind::Split),
+                        per_query(PageKind::Leaf),
+                        per_query(PageKind::Item),
                     );
                 }
             }
         }
+    }
+}
+
+/// Counts the page reads of a search by page kind: in PostgreSQL each is a
+/// buffer lookup, pin and lock, which is what a query pays beyond the arithmetic.
+struct CountingStore<'a> {
+    store: &'a MemStore,
+    reads: [std::cell::Cell<u64>; 6],
+}
+
+impl PageStore for CountingStore<'_> {
+    type Read<'r>
+        = <MemStore as PageStore>::Read<'r>
+    where
+        Self: 'r;
+    type Write<'w>
+        = <MemStore as PageStore>::Write<'w>
+    where
+        Self: 'w;
+
+    fn body_size(&self) -> usize {
+        self.store.body_size()
+    }
+    fn nblocks(&self) -> u32 {
+        self.store.nblocks()
+    }
+    fn kind(&self, blk: u32) -> Option<PageKind> {
+        self.store.kind(blk)
+    }
+    fn read(&self, blk: u32) -> Self::Read<'_> {
+        if let Some(kind) = self.store.kind(blk) {
+            let count = &self.reads[kind as usize];
+            count.set(count.get() + 1);
+        }
+        self.store.read(blk)
+    }
+    fn write(&self, blk: u32) -> Self::Write<'_> {
+        self.store.write(blk)
+    }
+    fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
+        self.store.allocate(kind)
     }
 }
