@@ -28,37 +28,44 @@ import psycopg
 DIMS = 2048
 
 
-def manifold_set(n, queries, rank=128, seed=42):
+class Manifold:
     """Clusters in a rank-`rank` latent space, mapped to 2048-d by one random
-    linear map and ReLU, L2-normalised; queries drawn the same way (not in
-    the set). Mirrors crates/forest/tests/common Manifold."""
-    rng = np.random.default_rng(seed)
-    clusters = max(10, n // 100)
-    linear = rng.standard_normal((rank, DIMS)).astype(np.float32) / np.sqrt(rank)
-    centres = rng.standard_normal((clusters, rank)).astype(np.float32)
-    spreads = rng.uniform(0.4, 1.0, clusters).astype(np.float32)
+    linear map and ReLU, L2-normalised (n // 100 clusters for a set of n).
+    Mirrors crates/forest/tests/common Manifold."""
 
-    def draw(count):
+    def __init__(self, n, rank=128, seed=42):
+        self.rng = np.random.default_rng(seed)
+        self.rank = rank
+        self.clusters = max(10, n // 100)
+        self.linear = self.rng.standard_normal((rank, DIMS)).astype(np.float32) / np.sqrt(rank)
+        self.centres = self.rng.standard_normal((self.clusters, rank)).astype(np.float32)
+        self.spreads = self.rng.uniform(0.4, 1.0, self.clusters).astype(np.float32)
+
+    def draw(self, count):
         out = np.empty((count, DIMS), np.float32)
         for start in range(0, count, 10_000):
             m = min(10_000, count - start)
-            c = rng.integers(0, clusters, m)
-            z = centres[c] + spreads[c, None] * rng.standard_normal((m, rank)).astype(np.float32)
-            x = np.maximum(z @ linear + 0.3, 0)
+            c = self.rng.integers(0, self.clusters, m)
+            z = self.centres[c] + self.spreads[c, None] * self.rng.standard_normal((m, self.rank)).astype(np.float32)
+            x = np.maximum(z @ self.linear + 0.3, 0)
             out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
         return out
 
-    return draw(n), draw(queries)
+
+def manifold_set(n, queries, rank=128, seed=42):
+    """n items and `queries` queries drawn the same way (not in the set)."""
+    gen = Manifold(n, rank, seed)
+    return gen.draw(n), gen.draw(queries)
 
 
-def copy_binary(vectors):
+def copy_binary(vectors, first_id=1):
     """PostgreSQL binary COPY of (id int, emb) rows: vector2048 and halfvec
     share the wire format (int16 dims, int16 zero, big-endian halves)."""
     out = io.BytesIO()
     out.write(b"PGCOPY\n\xff\r\n\0" + struct.pack(">II", 0, 0))
     halves = vectors.astype(">f2")
     head = struct.pack(">ihh", 4 + 2 * DIMS, DIMS, 0)
-    for i, row in enumerate(halves, start=1):
+    for i, row in enumerate(halves, start=first_id):
         out.write(struct.pack(">hii", 2, 4, i) + head + row.tobytes())
     out.write(struct.pack(">h", -1))
     return out.getvalue()
@@ -84,15 +91,19 @@ def statement(method):
     return f"SELECT id FROM {items} ORDER BY emb {op} (SELECT emb FROM {queries} WHERE id = %s) LIMIT 10"
 
 
-# Settings held for the whole run, per method (--annoy-rerank).
-FIXED_SETTINGS = {"annoy": {}, "hnsw": {}}
+def settings(method, value):
+    """The GUCs of one sweep point: the method's knob, and for annoy points
+    given as search_k/rerank also annoy.rerank."""
+    knob = METHODS[method][3]
+    if method == "annoy" and "/" in value:
+        search_k, rerank = value.split("/")
+        return {knob: search_k, "annoy.rerank": rerank}
+    return {knob: value}
 
 
 def recall(dsn, method, value, truth):
-    knob = METHODS[method][3]
     with psycopg.connect(dsn, prepare_threshold=0, autocommit=True) as conn:
-        conn.execute(f"SET {knob} = {value}")
-        for name, setting in FIXED_SETTINGS[method].items():
+        for name, setting in settings(method, value).items():
             conn.execute(f"SET {name} = {setting}")
         conn.execute("SET jit = off")
         sql = statement(method)
@@ -104,13 +115,12 @@ def recall(dsn, method, value, truth):
 
 
 def throughput(pgbench, conn_args, method, value, clients, seconds, queries):
-    knob = METHODS[method][3]
     script = statement(method).replace("%s", ":qid")
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(f"\\set qid random(1, {queries})\n{script};\n")
         path = f.name
-    fixed = "".join(f" -c {name}={setting}" for name, setting in FIXED_SETTINGS[method].items())
-    env = dict(os.environ, PGOPTIONS=f"-c {knob}={value} -c jit=off{fixed}")
+    gucs = "".join(f" -c {name}={setting}" for name, setting in settings(method, value).items())
+    env = dict(os.environ, PGOPTIONS=f"-c jit=off{gucs}")
     out = subprocess.run(
         [pgbench, *conn_args, "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients),
          "-T", str(seconds), "-f", path],
@@ -120,6 +130,50 @@ def throughput(pgbench, conn_args, method, value, clients, seconds, queries):
         if line.startswith("tps = "):
             return float(line.split()[2])
     raise RuntimeError(out)
+
+
+def insert_rates(dsn, items, base, inserts, batch=500):
+    """Rows/s of single-row INSERTs (a prepared statement, one transaction
+    per batch) into an indexed table of `base` rows, for both methods,
+    alternating batch by batch."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table, column, index in [("a_ins", "vector2048", "USING annoy (emb)"),
+                                     ("h_ins", "halfvec(2048)", "USING hnsw (emb halfvec_l2_ops)")]:
+            load(conn, table, column, items[:base])
+            conn.execute(f"CREATE INDEX ON {table} {index}")
+    seconds = {"a_ins": 0.0, "h_ins": 0.0}
+    with psycopg.connect(dsn) as conn:
+        for start in range(base, base + inserts, batch):
+            # The text form both types accept, made before the clock starts.
+            rows = [(i + 1, "[" + ",".join(f"{v:.6g}" for v in items[i]) + "]") for i in range(start, start + batch)]
+            for table in seconds:
+                cast = "vector2048" if table == "a_ins" else "halfvec(2048)"
+                t = time.time()
+                with conn.cursor() as cur:
+                    cur.executemany(f"INSERT INTO {table} (id, emb) VALUES (%s, %s::{cast})", rows)
+                conn.commit()
+                seconds[table] += time.time() - t
+    return {"annoy": inserts / seconds["a_ins"], "hnsw": inserts / seconds["h_ins"]}
+
+
+def filled_after_create(dsn, items, truth, search_k):
+    """The migration order: CREATE TABLE, CREATE INDEX, then the rows. Time
+    of the load, index size and recall@10 at search_k, against a fresh
+    build (a_annoy on a_items) on the same rows."""
+    out = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS a_filled")
+        conn.execute("CREATE TABLE a_filled (id int PRIMARY KEY, emb vector2048)")
+        conn.execute("CREATE INDEX a_filled_annoy ON a_filled USING annoy (emb)")
+        t = time.time()
+        conn.execute("INSERT INTO a_filled SELECT id, emb FROM a_items ORDER BY id")
+        out["load_s"] = time.time() - t
+        for name, index in [("filled", "a_filled_annoy"), ("fresh", "a_annoy")]:
+            out[f"{name}_bytes"] = conn.execute(f"SELECT pg_relation_size('{index}')").fetchone()[0]
+    METHODS["filled"] = ("a_filled", "a_queries", "<->", "annoy.search_k")
+    out["filled_recall"] = recall(dsn, "filled", str(search_k), truth)
+    out["fresh_recall"] = recall(dsn, "annoy", str(search_k), truth)
+    return out
 
 
 def main():
@@ -132,15 +186,16 @@ def main():
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=8)
+    # search_k, or search_k/rerank to also set annoy.rerank for the point.
     ap.add_argument("--annoy-sweep", default="1000,2000,3000,4000,6000,8000,12000")
     ap.add_argument("--hnsw-sweep", default="10,20,40,60,80,120,200")
     ap.add_argument("--annoy-options", default="")
-    ap.add_argument("--annoy-rerank", type=int, help="annoy.rerank for every annoy point (default: the GUC's)")
     ap.add_argument("--extension", default="imgsim", help="name the imgsim extension is installed under")
+    ap.add_argument("--inserts", default="5000,20000", help="INSERTS,BASE: rows inserted into an indexed table of BASE")
+    ap.add_argument("--filled-search-k", type=int, default=1500,
+                    help="annoy.search_k for the index created empty and then filled")
     args = ap.parse_args()
     conn_args = args.pgbench_conn.split()
-    if args.annoy_rerank is not None:
-        FIXED_SETTINGS["annoy"]["annoy.rerank"] = args.annoy_rerank
 
     t = time.time()
     items, queries = manifold_set(args.items, args.queries)
@@ -175,8 +230,7 @@ def main():
     for m in ("annoy", "hnsw"):
         print(f"{m}: build {builds[m]:.1f} s, index {sizes[m] / 2**20:.0f} MiB", flush=True)
 
-    sweeps = {"annoy": [int(v) for v in args.annoy_sweep.split(",")],
-              "hnsw": [int(v) for v in args.hnsw_sweep.split(",")]}
+    sweeps = {"annoy": args.annoy_sweep.split(","), "hnsw": args.hnsw_sweep.split(",")}
     results = {(m, v): {"recall": None, 1: [], 2: []} for m in sweeps for v in sweeps[m]}
     for (m, v), r in results.items():
         r["recall"] = recall(args.dsn, m, v, truth)
@@ -191,10 +245,10 @@ def main():
                             throughput(args.pgbench, conn_args, m, v, clients, args.seconds, len(queries)))
         print(f"round {rnd + 1} of {args.rounds} done", flush=True)
 
-    print(f"\nheld for every point: {FIXED_SETTINGS}")
     print(f"\n| method | knob | recall@10 | q/s, 1 client | q/s, 2 clients |\n|---|---:|---:|---:|---:|")
     for (m, v), r in results.items():
-        print(f"| {m} | {METHODS[m][3]} = {v} | {r['recall']:.3f} | {statistics.median(r[1]):.0f} | "
+        knobs = ", ".join(f"{k} = {x}" for k, x in settings(m, v).items())
+        print(f"| {m} | {knobs} | {r['recall']:.3f} | {statistics.median(r[1]):.0f} | "
               f"{statistics.median(r[2]):.0f} |")
     print()
     for target in (0.95, 0.99):
@@ -211,3 +265,13 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+    inserts, base = (int(v) for v in args.inserts.split(","))
+    rates = insert_rates(args.dsn, items, base, inserts)
+    print(f"\n{inserts} single-row inserts into {base} indexed rows: annoy {rates['annoy']:.0f} rows/s, "
+          f"hnsw {rates['hnsw']:.0f} rows/s, annoy/hnsw {rates['annoy'] / rates['hnsw']:.1f}x")
+    f = filled_after_create(args.dsn, items, truth, args.filled_search_k)
+    print(f"index created empty, then {len(items)} rows inserted: {f['load_s']:.0f} s, "
+          f"{f['filled_bytes'] / 2**20:.0f} MiB against {f['fresh_bytes'] / 2**20:.0f} MiB fresh "
+          f"({f['filled_bytes'] / f['fresh_bytes']:.2f}x), recall@10 at search_k {args.filled_search_k} "
+          f"{f['filled_recall']:.3f} against {f['fresh_recall']:.3f} fresh")
