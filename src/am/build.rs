@@ -49,6 +49,8 @@ struct BuildState<'s> {
     builder: Option<Builder<'s, PgStore>>,
     index_name: String,
     heap_tuples: f64,
+    /// Rows with a vector (NULLs are not indexed) added so far.
+    index_tuples: u64,
 }
 
 fn raise_build_error(index_name: &str, error: BuildError) -> ! {
@@ -82,14 +84,15 @@ unsafe extern "C-unwind" fn build_callback(
         .builder
         .as_mut()
         .expect("builder present during the scan");
+    let added_before = state.index_tuples;
+    state.index_tuples += 1;
     match builder.add(tid_from_item_pointer(unsafe { &*tid }), vector.as_slice()) {
         // As pgvector's HNSW says when its graph outgrows the setting.
         Ok(true) => UserError::new(
             PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
             format!(
                 "annoy index \"{}\" no longer fits into maintenance_work_mem after {} tuples",
-                state.index_name,
-                state.heap_tuples as u64 - 1
+                state.index_name, added_before
             ),
         )
         .detail("The rest are added to the trees one by one: the build takes longer.")
@@ -152,6 +155,7 @@ unsafe fn build_internal(
             builder: Some(builder),
             index_name,
             heap_tuples: 0.0,
+            index_tuples: 0,
         };
 
         report_progress(PROGRESS_CREATEIDX_SUBPHASE, SUBPHASE_LOADING);

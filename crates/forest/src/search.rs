@@ -439,9 +439,7 @@ fn read_tree_page<S: PageStore>(
     block: u32,
     kind: PageKind,
 ) -> Result<S::Read<'_>, Corruption> {
-    if block == 0 {
-        return Err(Corruption::new(block, "tree points at the metapage"));
-    }
+    // The metapage is of kind Meta: a pointer at it fails the kind check.
     store.read_kind(block, kind).ok_or_else(|| {
         Corruption::new(
             block,
