@@ -12,12 +12,12 @@ use half::f16;
 use crate::format::*;
 use std::sync::Arc;
 
+use crate::insert::{add_to_tree, CodedPoint, NewEntry};
 use crate::items::{for_each_record_from, read_item, ItemAppender, ItemLoc};
 use crate::meta::{write_basis, Meta, META_BLOCK};
 use crate::pca;
 use crate::space::{dot_code, quantize, Rng, TreeSpace};
 use crate::store::{PageKind, PageStore};
-use crate::update::{add_to_tree, CodedPoint, NewEntry};
 use crate::{Metric, Options, Tid};
 
 /// Two-means refinement steps per split (Annoy uses 200).

@@ -15,132 +15,20 @@
 pub mod build;
 pub mod check;
 pub mod format;
+pub mod insert;
 mod items;
 mod meta;
 pub mod pca;
 pub mod search;
 pub mod space;
 pub mod store;
-pub mod update;
-
-use std::fmt;
+mod types;
+pub mod vacuum;
 
 pub use build::{build, BuildError, BuildPhase, BuildStats, Builder};
 pub use check::{check, CheckReport};
+pub use insert::insert;
 pub use search::{SearchParams, Searcher, DEFAULT_RERANK, DEFAULT_SEARCH_K};
 pub use store::{MemStore, PageKind, PageStore};
-pub use update::{bulk_delete, insert, DeleteStats};
-
-/// Heap tuple identifier, opaque to the index: block and line pointer offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tid {
-    pub block: u32,
-    pub offset: u16,
-}
-
-impl Tid {
-    pub fn to_bytes(self) -> [u8; 6] {
-        let mut b = [0u8; 6];
-        b[..4].copy_from_slice(&self.block.to_le_bytes());
-        b[4..].copy_from_slice(&self.offset.to_le_bytes());
-        b
-    }
-
-    pub fn from_bytes(b: [u8; 6]) -> Self {
-        Tid {
-            block: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            offset: u16::from_le_bytes([b[4], b[5]]),
-        }
-    }
-}
-
-/// Distance the index orders by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Metric {
-    /// Euclidean distance (reported as the distance, not its square).
-    L2 = 1,
-    /// `1 − cos`; NaN when either vector is zero (sorted last).
-    Cosine = 2,
-    /// Negative inner product.
-    InnerProduct = 3,
-}
-
-impl Metric {
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => Metric::L2,
-            2 => Metric::Cosine,
-            3 => Metric::InnerProduct,
-            _ => return None,
-        })
-    }
-}
-
-/// Build options (the index's reloptions).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Options {
-    /// Number of trees (1..=64).
-    pub trees: u32,
-    /// Most entries per leaf; 0 = as many as fit a page.
-    pub leaf_size: u32,
-    /// D': rotated coordinates kept for splitting and codes (power of two,
-    /// 32..=1024).
-    pub reduced_dims: u32,
-    /// Seed of the rotation and of the tree splits.
-    pub seed: u64,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            trees: 8,
-            leaf_size: 0,
-            reduced_dims: 256,
-            seed: 0x1A55_0C1A_7E5E_A12C,
-        }
-    }
-}
-
-/// The index's pages do not hold what the format says they must.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Corruption {
-    pub block: u32,
-    pub detail: String,
-    /// Not damage: the metapage is of another on-disk format version (an
-    /// index built by another imgsim release, which must be rebuilt).
-    pub old_format: Option<u32>,
-}
-
-impl Corruption {
-    pub(crate) fn new(block: u32, detail: impl Into<String>) -> Self {
-        Corruption {
-            block,
-            detail: detail.into(),
-            old_format: None,
-        }
-    }
-
-    pub(crate) fn old_format(version: u32) -> Self {
-        Corruption {
-            block: 0,
-            detail: format!(
-                "on-disk format version {version}, this imgsim reads version {}",
-                format::FORMAT_VERSION
-            ),
-            old_format: Some(version),
-        }
-    }
-}
-
-impl fmt::Display for Corruption {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "index corrupted at block {}: {}",
-            self.block, self.detail
-        )
-    }
-}
-
-impl std::error::Error for Corruption {}
+pub use types::{Corruption, Metric, Options, Tid};
+pub use vacuum::{bulk_delete, DeleteStats};
