@@ -176,6 +176,20 @@ def filled_after_create(dsn, items, truth, search_k):
     return out
 
 
+def writes(args, items, truth):
+    """The write measurements: insert rates of both indexes, and annoy
+    created empty then filled (on a_items and a_annoy as loaded and built)."""
+    inserts, base = (int(v) for v in args.inserts.split(","))
+    rates = insert_rates(args.dsn, items, base, inserts)
+    print(f"\n{inserts} single-row inserts into {base} indexed rows: annoy {rates['annoy']:.0f} rows/s, "
+          f"hnsw {rates['hnsw']:.0f} rows/s, annoy/hnsw {rates['annoy'] / rates['hnsw']:.1f}x")
+    f = filled_after_create(args.dsn, items, truth, args.filled_search_k)
+    print(f"index created empty, then {len(items)} rows inserted: {f['load_s']:.0f} s, "
+          f"{f['filled_bytes'] / 2**20:.0f} MiB against {f['fresh_bytes'] / 2**20:.0f} MiB fresh "
+          f"({f['filled_bytes'] / f['fresh_bytes']:.2f}x), recall@10 at search_k {args.filled_search_k} "
+          f"{f['filled_recall']:.3f} against {f['fresh_recall']:.3f} fresh")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dsn", required=True)
@@ -194,6 +208,8 @@ def main():
     ap.add_argument("--inserts", default="5000,20000", help="INSERTS,BASE: rows inserted into an indexed table of BASE")
     ap.add_argument("--filled-search-k", type=int, default=1500,
                     help="annoy.search_k for the index created empty and then filled")
+    ap.add_argument("--writes-only", action="store_true",
+                    help="only the write measurements, on the tables and indexes of an earlier run")
     args = ap.parse_args()
     conn_args = args.pgbench_conn.split()
 
@@ -210,6 +226,10 @@ def main():
         q = queries[start:start + 100]
         d = sq[None, :] - 2 * q @ items.T
         truth.extend(np.argpartition(d, 10, axis=1)[:, :10].tolist())
+
+    if args.writes_only:
+        writes(args, items, truth)
+        return
 
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE EXTENSION IF NOT EXISTS {args.extension}")
@@ -262,16 +282,8 @@ def main():
             print(f"recall >= {target}, {clients} client(s): annoy {best['annoy'] and round(best['annoy'])} q/s, "
                   f"hnsw {best['hnsw'] and round(best['hnsw'])} q/s, annoy/hnsw {ratio}")
 
+    writes(args, items, truth)
+
 
 if __name__ == "__main__":
     main()
-
-    inserts, base = (int(v) for v in args.inserts.split(","))
-    rates = insert_rates(args.dsn, items, base, inserts)
-    print(f"\n{inserts} single-row inserts into {base} indexed rows: annoy {rates['annoy']:.0f} rows/s, "
-          f"hnsw {rates['hnsw']:.0f} rows/s, annoy/hnsw {rates['annoy'] / rates['hnsw']:.1f}x")
-    f = filled_after_create(args.dsn, items, truth, args.filled_search_k)
-    print(f"index created empty, then {len(items)} rows inserted: {f['load_s']:.0f} s, "
-          f"{f['filled_bytes'] / 2**20:.0f} MiB against {f['fresh_bytes'] / 2**20:.0f} MiB fresh "
-          f"({f['filled_bytes'] / f['fresh_bytes']:.2f}x), recall@10 at search_k {args.filled_search_k} "
-          f"{f['filled_recall']:.3f} against {f['fresh_recall']:.3f} fresh")
