@@ -14,10 +14,10 @@ options); two images are as similar as their best-matching pair of vectors. Opti
 - "multi-vector": the whole-picture vector plus one average-pooled vector per region of
   REGIONS for stored images and queries alike, merged by best match over all pairs (14
   vectors, one run);
-- "multi-vector, cross": the same vectors, but a region is only matched against a whole
+- "multi-vector (cross)": the same vectors, but a region is only matched against a whole
   picture (a query region against a stored picture's whole vector, or the query's whole
   vector against a stored region), never a region against a region;
-- "region crops, cross": like the previous, with each region cut out of the picture and run
+- "region crops (cross)": like the previous, with each region cut out of the picture and run
   through the model on its own (the manifest's pre-processing) instead of pooled from the
   whole picture's feature map: today's centre-crop vector plus 13 region vectors per image
   (14 model runs per stored image and per query).
@@ -53,11 +53,11 @@ OPTIONS = {
     "whole picture": (1, 1, "whole picture, global average pool"),
     "R-MAC": (1, 1, f"whole picture, max-pooled over {len(REGIONS)} regions, summed"),
     "multi-vector": (len(REGIONS), 1, f"whole picture + {len(REGIONS) - 1} regions, best pair"),
-    "multi-vector, cross": (len(REGIONS), 1, "the same, a region only against a whole picture"),
-    "region crops, cross": (len(REGIONS), len(REGIONS), f"centre crop + {len(REGIONS) - 1} region crops "
+    "multi-vector (cross)": (len(REGIONS), 1, "the same, a region only against a whole picture"),
+    "region crops (cross)": (len(REGIONS), len(REGIONS), f"centre crop + {len(REGIONS) - 1} region crops "
                             "each through the model, a region only against a whole picture"),
 }
-CROSS = {"multi-vector, cross", "region crops, cross"}
+CROSS = {"multi-vector (cross)", "region crops (cross)"}
 
 
 def feature_map_of(graph, output):
@@ -157,12 +157,12 @@ def vector_sets(option, parts, crop, crop_mirror=None, pools=None, crops=None):
     if option == "R-MAC":
         summed = {name: pipe.l2_normalise(pools[f"max/{name}"].astype(np.float32)).sum(1) for name, _, _ in parts}
         return pipe.descriptor(summed, parts)[:, None]
-    if option == "region crops, cross":
+    if option == "region crops (cross)":
         n, k = crops[parts[0][0]].shape[:2]
         whole = pipe.descriptor(crop, parts)[:, None]
         regions = pipe.descriptor({name: crops[name].reshape(n * k, -1) for name, _, _ in parts}, parts)
         return np.concatenate([whole, regions.reshape(n, k, -1)], axis=1)
-    if option in ("multi-vector", "multi-vector, cross"):
+    if option in ("multi-vector", "multi-vector (cross)"):
         n, k = pools[f"avg/{parts[0][0]}"].shape[:2]
         flat = {name: pools[f"avg/{name}"].astype(np.float32).reshape(n * k, -1) for name, _, _ in parts}
         return pipe.descriptor(flat, parts).reshape(n, k, -1)

@@ -117,14 +117,16 @@ def copy_queries(img, rng):
 
 
 def paste_into(img, others, rng):
-    """The picture at half the width of another scene photo, pasted at a random place in it."""
-    host = others[rng.randrange(len(others))].copy()
+    """The picture at half the width of another scene photo, pasted at a random place in it;
+    returns the composite and the index in `others` of the photo it was pasted into."""
+    host_index = rng.randrange(len(others))
+    host = others[host_index].copy()
     hw, hh = host.size
     w, h = img.size
     scale = 0.5 * hw / w
     small = img.resize((max(1, round(w * scale)), max(1, min(hh, round(h * scale)))), Image.BILINEAR)
     host.paste(small, (rng.randint(0, hw - small.size[0]), rng.randint(0, hh - small.size[1])))
-    return host
+    return host, host_index
 
 
 def caption_bands(img, rng):
@@ -189,22 +191,24 @@ def blurred_thumbnail(img, rng):
 
 
 def hard_queries(img, others, rng):
-    """name -> copy edited as people edit pictures they share (the issue-14 protocol)."""
+    """name -> copy edited as people edit pictures they share (the issue-14 protocol), and the
+    index in `others` of the photo the pasted copy went into."""
     w, h = img.size
     side = np.sqrt(1 / 3)  # a third of the area, position and aspect varied
     aspect = rng.uniform(0.8, 1.25)
     cw, ch = min(w, round(w * side * aspect)), min(h, round(h * side / aspect))
     left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    pasted, host = paste_into(img, others, rng)
     return {
         "crop a third": img.crop((left, top, left + cw, top + ch)),
-        "pasted at half size": paste_into(img, others, rng),
+        "pasted at half size": pasted,
         "caption bands": caption_bands(img, rng),
         "90° turn": img.transpose(rng.choice([Image.ROTATE_90, Image.ROTATE_270])),
         "mirror": ImageOps.mirror(img),
         "blur": blurred_thumbnail(img, rng),
         "tilt": tilt(img, rng),
         "screenshot frame": screenshot(img, rng),
-    }
+    }, host
 
 
 def flatten_object(rgba, background):
@@ -252,8 +256,14 @@ def embed_all(embedder, images, batch=16, transform=None):
 
 
 def embed_regions(embedder, images):
-    """PIL images -> {output: [N, regions, dims]}: the raw outputs of each one's region crops."""
-    per_image = [embed_all(embedder, opt.region_crops(img)) for img in images]
+    """PIL images -> {output: [N, regions, dims]}: the raw outputs of each one's region crops.
+
+    A large picture is first reduced so its shorter side is 4 x resize_shorter_to: its smallest
+    regions (half of each side) are then still twice the size they are resized to, and cutting
+    13 regions out of a 5000-px photo no longer costs 13 full-size resizes."""
+    limit = 4 * embedder.manifest.shorter_to
+    per_image = [embed_all(embedder, opt.region_crops(rescale(img, min(1.0, limit / min(img.size)))))
+                 for img in images]
     return {name: np.stack([outputs[name] for outputs in per_image]) for name in per_image[0]}
 
 
@@ -363,9 +373,11 @@ def build_protocol(data, exclude, background):
     p.top = [r["category"].split("/")[0] for r in object_rows]
 
     hard_rng = random.Random(SEED + 14)  # its own stream: the queries above stay as they were
-    p.hard_images, hard_owners, p.hard_kinds = [], [], []
+    p.hard_images, hard_owners, p.hard_kinds, p.paste_hosts = [], [], [], []
     for i, img in enumerate(p.scenes):
-        for kind, q in hard_queries(img, p.scenes[:i] + p.scenes[i + 1:], hard_rng).items():
+        queries, host = hard_queries(img, p.scenes[:i] + p.scenes[i + 1:], hard_rng)
+        p.paste_hosts.append(host if host < i else host + 1)  # index among all scenes
+        for kind, q in queries.items():
             p.hard_images.append(q)
             hard_owners.append(i)
             p.hard_kinds.append(kind)
@@ -458,7 +470,15 @@ def option_figures(option, vectors, p):
         return float(np.mean(labels[top] == labels[:, None]))
 
     by_kind = {kind: float(np.mean(found[[k == kind for k in p.hard_kinds]])) for kind in dict.fromkeys(p.hard_kinds)}
-    return {"mild": mild, "all": float(np.mean(found)), "by_kind": by_kind,
+    # The pasted copies: how often the photo they were pasted into (itself stored, and three
+    # quarters of the query) comes first, and how often the original is among the first two.
+    pasted = [q for q, k in enumerate(p.hard_kinds) if k == "pasted at half size"]
+    sims = opt.similarity(option, vectors["hard"][pasted], hard_db)
+    first_two = np.argsort(-sims, axis=1)[:, :2]
+    owners = p.hard_owners[pasted]
+    host_first = float(np.mean(first_two[:, 0] == np.asarray(p.paste_hosts)[owners]))
+    pasted_top2 = float(np.mean((first_two == owners[:, None]).any(axis=1)))
+    return {"host_first": host_first, "pasted_top2": pasted_top2,"mild": mild, "all": float(np.mean(found)), "by_kind": by_kind,
             "p5_scene": precision(vectors["scene_bg"], 5), "p10_grey": precision(vectors["grey"], 10),
             "p10_scene": precision(vectors["scene_bg"], 10)}
 
@@ -469,13 +489,15 @@ def summary_table(rows, p):
           f"{len(p.scenes)} scenes + {2 * p.n_objects} object composites, by edit class; mild edits "
           f"({len(p.query_images)} queries against the scenes); leaf precision of the objects; cost:\n")
     print("| model | descriptor | vectors / image | model runs / image | edited: all | " + " | ".join(kinds)
-          + " | mild edits | P@5 leaf scene-bg | P@10 leaf grey | P@10 leaf scene-bg |")
-    print("|" + "|".join(["---"] * (len(kinds) + 9)) + "|")
+          + " | mild edits | P@5 leaf scene-bg | P@10 leaf grey | P@10 leaf scene-bg "
+          "| pasted: host first | pasted: original in top 2 |")
+    print("|" + "|".join(["---"] * (len(kinds) + 11)) + "|")
     for model, option, f in rows:
         vectors, runs, _ = opt.OPTIONS[option]
         print(f"| {model} | {option} | {vectors} | {runs} | {f['all']:.3f} | "
               + " | ".join(f"{f['by_kind'][k]:.3f}" for k in kinds)
-              + f" | {f['mild']:.3f} | {f['p5_scene']:.3f} | {f['p10_grey']:.3f} | {f['p10_scene']:.3f} |")
+              + f" | {f['mild']:.3f} | {f['p5_scene']:.3f} | {f['p10_grey']:.3f} | {f['p10_scene']:.3f} "
+              f"| {f['host_first']:.3f} | {f['pasted_top2']:.3f} |")
 
 
 def main(argv=None):
@@ -541,7 +563,7 @@ def main(argv=None):
             pools = cached(args.cache, manifest, args.exclude, "regions",
                            lambda: {k: opt.region_pools(maps, v) for k, v in p.sets.items()})
         crops = None
-        if "region crops, cross" in options:
+        if "region crops (cross)" in options:
             print(f"{label}: region crops ...", file=sys.stderr)
             crops = cached(args.cache, manifest, args.exclude, "region-crops",
                            lambda: {k: embed_regions(embedder, v) for k, v in p.sets.items()})
