@@ -20,7 +20,11 @@ options); two images are as similar as their best-matching pair of vectors. Opti
 - "region crops (cross)": like the previous, with each region cut out of the picture and run
   through the model on its own (the manifest's pre-processing) instead of pooled from the
   whole picture's feature map: today's centre-crop vector plus 13 region vectors per image
-  (14 model runs per stored image and per query).
+  (14 model runs per stored image and per query);
+- "stored region crops" / "query region crops": the two halves of the previous: only the
+  stored pictures' regions against the query's centre crop (14 runs per stored image, one per
+  query), or only the query's regions against the stored centre crops (one run per stored
+  image, 14 per query).
 
 The whole-picture options need a model that takes any input size and also returns the
 feature maps that its pooled outputs average; `MapEmbedder` derives one from the manifest's
@@ -46,18 +50,22 @@ REGIONS = [(0.0, 0.0, 1.0, 1.0)] + [
 ]
 LONGEST_SIDE_FACTOR = 3  # a whole-picture input's longer side is at most 3x the model input
 
+R = len(REGIONS)
 OPTIONS = {
-    # name: (vectors per stored image, model runs per image, what it is)
-    "centre crop": (1, 1, "manifest pre-processing (today)"),
-    "flip-invariant": (1, 2, "centre crop + its mirror, outputs averaged"),
-    "whole picture": (1, 1, "whole picture, global average pool"),
-    "R-MAC": (1, 1, f"whole picture, max-pooled over {len(REGIONS)} regions, summed"),
-    "multi-vector": (len(REGIONS), 1, f"whole picture + {len(REGIONS) - 1} regions, best pair"),
-    "multi-vector (cross)": (len(REGIONS), 1, "the same, a region only against a whole picture"),
-    "region crops (cross)": (len(REGIONS), len(REGIONS), f"centre crop + {len(REGIONS) - 1} region crops "
-                            "each through the model, a region only against a whole picture"),
+    # name: (vectors per stored image, model runs per stored image, model runs per query, what it is)
+    "centre crop": (1, 1, 1, "manifest pre-processing (today)"),
+    "flip-invariant": (1, 2, 2, "centre crop + its mirror, outputs averaged"),
+    "whole picture": (1, 1, 1, "whole picture, global average pool"),
+    "R-MAC": (1, 1, 1, f"whole picture, max-pooled over {R} regions, summed"),
+    "multi-vector": (R, 1, 1, f"whole picture + {R - 1} regions, best pair"),
+    "multi-vector (cross)": (R, 1, 1, "the same, a region only against a whole picture"),
+    "region crops (cross)": (R, R, R, f"centre crop + {R - 1} region crops each through the model, "
+                                      "a region only against a whole picture"),
+    "stored region crops": (R, R, 1, "the query's centre crop against the stored pictures' region crops"),
+    "query region crops": (1, 1, R, "the query's region crops against the stored centre crops"),
 }
 CROSS = {"multi-vector (cross)", "region crops (cross)"}
+REGION_CROPS = {"region crops (cross)", "stored region crops", "query region crops"}
 
 
 def feature_map_of(graph, output):
@@ -157,7 +165,7 @@ def vector_sets(option, parts, crop, crop_mirror=None, pools=None, crops=None):
     if option == "R-MAC":
         summed = {name: pipe.l2_normalise(pools[f"max/{name}"].astype(np.float32)).sum(1) for name, _, _ in parts}
         return pipe.descriptor(summed, parts)[:, None]
-    if option == "region crops (cross)":
+    if option in REGION_CROPS:
         n, k = crops[parts[0][0]].shape[:2]
         whole = pipe.descriptor(crop, parts)[:, None]
         regions = pipe.descriptor({name: crops[name].reshape(n * k, -1) for name, _, _ in parts}, parts)
@@ -173,6 +181,10 @@ def similarity(option, queries, db):
     """[Nq, Nd] similarities of the option's vector sets (index 0 of each set: the whole picture)."""
     if option in CROSS:
         return np.maximum(best_match(queries[:, :1], db), best_match(queries, db[:, :1]))
+    if option == "stored region crops":
+        return best_match(queries[:, :1], db)
+    if option == "query region crops":
+        return best_match(queries, db[:, :1])
     return best_match(queries, db)
 
 

@@ -111,6 +111,12 @@ def test_cross_never_matches_two_regions(ctx):
     # a query region against the stored whole picture does count
     db = np.stack([[e[1], e[3]]])
     assert opt.similarity("multi-vector (cross)", q, db)[0, 0] == 1.0
+    # the one-sided forms: only stored regions, or only query regions, take part
+    assert opt.similarity("query region crops", q, db)[0, 0] == 1.0
+    assert opt.similarity("stored region crops", q, db)[0, 0] == 0.0
+    db = np.stack([[e[2], e[0]]])
+    assert opt.similarity("stored region crops", q, db)[0, 0] == 1.0
+    assert opt.similarity("query region crops", q, db)[0, 0] == 0.0
 
 
 def test_every_option_gives_unit_vectors(ctx):
@@ -120,12 +126,14 @@ def test_every_option_gives_unit_vectors(ctx):
     pools = opt.region_pools(ctx.maps, ctx.photos)
     per_image = [ctx.embedder.run(np.stack([pipe.preprocess(c, m) for c in opt.region_crops(p)])) for p in ctx.photos]
     crops = {name: np.stack([o[name] for o in per_image]) for name in per_image[0]}
-    for option, (vectors, _, _) in opt.OPTIONS.items():
+    for option, (vectors, _, _, _) in opt.OPTIONS.items():
         v = opt.vector_sets(option, m.parts, crop, mirror, pools, crops)
-        assert v.shape == (len(ctx.photos), vectors, m.dims), (option, v.shape)
+        # a query of "query region crops" has 14 vectors, the stored pictures use the first only
+        expected = len(opt.REGIONS) if vectors > 1 or option in opt.REGION_CROPS else 1
+        assert v.shape == (len(ctx.photos), expected, m.dims), (option, v.shape)
         assert np.allclose(np.linalg.norm(v, axis=2), 1.0, atol=1e-5), option
         sims = opt.similarity(option, v, v)
-        assert np.allclose(np.diag(sims), 1.0, atol=1e-5), option
+        assert np.allclose(np.diag(sims), 1.0, atol=1e-5), option  # each picture finds itself
         assert (sims[~np.eye(len(ctx.photos), dtype=bool)] < 0.95).all(), (option, sims)
     # today's option is exactly the manifest's descriptor
     assert np.allclose(opt.vector_sets("centre crop", m.parts, crop)[:, 0], pipe.descriptor(crop, m.parts))
