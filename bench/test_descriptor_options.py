@@ -14,7 +14,6 @@ The last line is "N passed, N failed".
 import argparse
 import os
 import sys
-import traceback
 
 import numpy as np
 import skimage.data
@@ -22,9 +21,11 @@ from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "models"))
 
 import descriptor_options as opt  # noqa: E402
 import embed_python as pipe  # noqa: E402
+from test_conversion import run_tests  # noqa: E402
 
 
 class Context:
@@ -152,20 +153,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Check the descriptor options of bench/eval_descriptor.py.")
     parser.add_argument("--manifest", default=os.path.join(HERE, "..", "models", "efficientnet-lite0.json"))
     args = parser.parse_args(argv)
-    ctx = Context(args.manifest)
-    passed = failed = 0
-    for test in TESTS:
-        try:
-            test(ctx)
-        except Exception:
-            failed += 1
-            print(f"FAIL {test.__name__}")
-            traceback.print_exc(file=sys.stdout)
-        else:
-            passed += 1
-            print(f"ok   {test.__name__}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_tests(TESTS, Context(args.manifest))
 
 
 if __name__ == "__main__":

@@ -290,9 +290,14 @@ def main(argv=None):
             return 1
         conv.main(["--variant", args.variant, "--weights", args.weights, "--out", manifest.model_path])
 
-    ctx = Context(args.manifest, args.weights, args.variant)
+    return run_tests(TESTS, Context(args.manifest, args.weights, args.variant))
+
+
+def run_tests(tests, ctx):
+    """Runs each test(ctx), prints one line per test and "N passed, N failed[, N skipped]";
+    returns the exit status."""
     passed = failed = skipped = 0
-    for test in TESTS:
+    for test in tests:
         try:
             test(ctx)
         except Skip as e:
