@@ -50,6 +50,10 @@ int8_model_test() {
         --float-manifest "$REPO_ROOT/models/efficientnet-lite0.json"
 }
 
+descriptor_options_test() {
+    "$VENV/bin/python" "$REPO_ROOT/bench/test_descriptor_options.py" --manifest "$REPO_ROOT/models/efficientnet-lite0.json"
+}
+
 sql_regression_tests() {
     local out; out=$(mktemp -d); chmod 777 "$out"
     local tests; tests=$(cd "$REPO_ROOT/tests/pg_regress/sql" && ls *.sql | sed 's/\.sql$//')
@@ -101,6 +105,7 @@ run_suite "formatting (rustfmt) and lints (clippy -D warnings)" house_rules
 run_suite "Rust unit tests (kernels, index core, embedding)" rust_unit_tests
 run_suite "model conversion (classification of real photos)" model_conversion_test
 run_suite "INT8 model (classification, closeness to the float model, reproducible)" int8_model_test
+run_suite "descriptor options of the evaluation (pooling, regions, best match)" descriptor_options_test
 run_suite "SQL regression tests (pg_regress)" sql_regression_tests
 run_suite "README SQL examples" bash "$REPO_ROOT/tests/readme_examples.sh" "$TEST_PORT" "$SERVER_PHOTOS"
 run_suite "command-line loader, search and HTML page" env IMGSIM_CLI="$IMGSIM_CLI" \
