@@ -190,6 +190,58 @@ def writes(args, items, truth):
           f"{f['filled_recall']:.3f} against {f['fresh_recall']:.3f} fresh")
 
 
+def filtered(args, items, queries):
+    """WHERE c = $2 ORDER BY emb <-> q LIMIT 10 at 1 %, 10 % and 50 %
+    selectivity: recall@10 against the exact filtered top 10 (numpy) and the
+    median latency of the plan PostgreSQL picks, through prepared statements
+    (generic plans after five executions), against the exact plan
+    (enable_indexscan off, prepared in a session of its own)."""
+    n_queries = min(100, len(queries))
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        conn.execute("DROP TABLE IF EXISTS a_cat")
+        conn.execute("CREATE TABLE a_cat AS SELECT id, id % 100 AS c100, id % 10 AS c10, id % 2 AS c2, emb "
+                     "FROM a_items")
+        conn.execute("ALTER TABLE a_cat ADD PRIMARY KEY (id)")
+        conn.execute("CREATE INDEX a_cat_annoy ON a_cat USING annoy (emb)")
+        conn.execute("VACUUM ANALYZE a_cat")
+        conn.execute("SELECT pg_prewarm('a_cat'), pg_prewarm('a_cat_annoy')")
+    ids = np.arange(1, len(items) + 1)
+    sq = (items * items).sum(1)
+    out = []
+    for modulus, column in [(100, "c100"), (10, "c10"), (2, "c2")]:
+        sql = (f"SELECT id FROM a_cat WHERE {column} = %s "
+               f"ORDER BY emb <-> (SELECT emb FROM a_queries WHERE id = %s) LIMIT 10")
+        truth = []
+        for q in range(n_queries):
+            mask = ids % modulus == (q + 1) % modulus
+            d = sq[mask] - 2 * items[mask] @ queries[q]
+            truth.append(set(ids[mask][np.argsort(d)[:10]].tolist()))
+        result = {}
+        for plan in ("chosen", "exact"):
+            with psycopg.connect(args.dsn, prepare_threshold=0, autocommit=True) as conn:
+                conn.execute("SET jit = off")
+                if plan == "exact":
+                    conn.execute("SET enable_indexscan = off")
+                found, times = 0, []
+                for q in range(n_queries):
+                    t = time.perf_counter()
+                    got = {r[0] for r in conn.execute(sql, ((q + 1) % modulus, q + 1), prepare=True)}
+                    times.append(time.perf_counter() - t)
+                    found += len(got & truth[q])
+                # The plan the prepared statement ends with (generic after five runs).
+                name = conn.execute("SELECT name FROM pg_prepared_statements WHERE statement LIKE %s",
+                                    ("%FROM a_cat%",), prepare=False).fetchone()[0]
+                explain = conn.execute(f"EXPLAIN (COSTS OFF) EXECUTE {name}(0, 1)", prepare=False).fetchall()
+                scan = next(r[0].strip(" ->") for r in explain if " on a_cat" in r[0])
+                result[plan] = (found / (10 * n_queries), statistics.median(times) * 1e3, scan)
+        out.append((modulus, result))
+        print(f"{100 // modulus} %: chosen plan ({result['chosen'][2]}) recall@10 {result['chosen'][0]:.3f}, "
+              f"{result['chosen'][1]:.1f} ms; exact plan ({result['exact'][2]}) recall@10 {result['exact'][0]:.3f}, "
+              f"{result['exact'][1]:.1f} ms", flush=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dsn", required=True)
@@ -210,6 +262,8 @@ def main():
                     help="annoy.search_k for the index created empty and then filled")
     ap.add_argument("--writes-only", action="store_true",
                     help="only the write measurements, on the tables and indexes of an earlier run")
+    ap.add_argument("--filtered-only", action="store_true",
+                    help="only the filtered-query measurements, on the tables of an earlier run")
     args = ap.parse_args()
     conn_args = args.pgbench_conn.split()
 
@@ -229,6 +283,9 @@ def main():
 
     if args.writes_only:
         writes(args, items, truth)
+        return
+    if args.filtered_only:
+        filtered(args, items, queries)
         return
 
     with psycopg.connect(args.dsn, autocommit=True) as conn:
@@ -283,6 +340,7 @@ def main():
                   f"hnsw {best['hnsw'] and round(best['hnsw'])} q/s, annoy/hnsw {ratio}")
 
     writes(args, items, truth)
+    filtered(args, items, queries)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 //! `amcostestimate`: cheap for `ORDER BY emb <op> q` (the scan reads a few
 //! leaves and re-ranks a few items), and never chosen for anything else.
+//! Under a filter the scan has to go deep, and each row past the first batch
+//! costs a widening of the search: priced so, the planner takes the exact
+//! plan (a seq scan and a sort) when the filter is selective enough.
 
+use imgsim_forest::search::CANDIDATES_PER_ROW;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::options;
+use crate::vector::DIMS;
 
 #[pg_guard]
 #[allow(clippy::too_many_arguments)] // the signature is Postgres'
@@ -41,11 +46,24 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         };
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let scoring = scored * pg_sys::cpu_operator_cost;
-        // The search happens before the first row comes back. Returning
-        // every row means widening to the whole index (an item page per
-        // row): then a seq scan and an exact sort is the better plan.
+        // The search happens before the first row comes back. The planner
+        // prices k rows as startup + k/N of the rest. Without a filter a
+        // LIMIT takes the first rows, which come with the first batch: an
+        // item page per row. With a filter of selectivity s a LIMIT k needs
+        // k/s rows, and every row past the first batch scores and re-ranks
+        // CANDIDATES_PER_ROW more candidates (an item page and a 2048-d
+        // distance each, the item's vector straddling two pages half the
+        // time), so that selective filters go to the exact plan.
+        let rel = (*index).rel;
+        let filtered = !rel.is_null() && !(*rel).baserestrictinfo.is_null();
+        let per_row = if filtered {
+            CANDIDATES_PER_ROW as f64
+                * (1.5 * pg_sys::random_page_cost + DIMS as f64 * pg_sys::cpu_operator_cost)
+        } else {
+            pg_sys::random_page_cost
+        };
         *startup_cost = costs.indexTotalCost + scoring;
-        *total_cost = *startup_cost + index_tuples * pg_sys::random_page_cost;
+        *total_cost = *startup_cost + index_tuples * per_row;
         *selectivity = 1.0;
         *correlation = 0.0;
         *pages = costs.numIndexPages;

@@ -32,7 +32,7 @@ pub const DEFAULT_RERANK: usize = 100;
 /// Candidates scored per row returned past the first ten, on top of
 /// `search_k`: a scan that has to go deep (a selective filter) needs a
 /// candidate pool that covers the r nearest items, not only the first ten.
-const CANDIDATES_PER_ROW: usize = 16;
+pub const CANDIDATES_PER_ROW: usize = 16;
 /// Candidates re-ranked at a time after the first batch.
 const RERANK_STEP: usize = 16;
 /// How far below its code estimate an item's exact distance may lie: a

@@ -67,6 +67,15 @@ SELECT count(*) AS unfiltered_rows_at_bound FROM (SELECT id FROM items ORDER BY 
 RESET annoy.max_scan_items;
 SELECT count(*) AS unfiltered_rows FROM (SELECT id FROM items ORDER BY emb <-> (SELECT q FROM query) LIMIT 150) s;
 
+-- The cost estimate prices the rows a filter makes the scan go through:
+-- with seq scans allowed, a 1 % filter takes the exact plan (the index would
+-- have to return about 1 000 rows of these 3 000 to find 10), while the
+-- unfiltered query keeps the index.
+RESET enable_seqscan;
+EXPLAIN (COSTS OFF) SELECT id FROM items WHERE category = 7 ORDER BY emb <-> (SELECT q FROM query) LIMIT 10;
+EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY emb <-> (SELECT q FROM query) LIMIT 10;
+SET enable_seqscan = off;
+
 -- REINDEX and REINDEX CONCURRENTLY rebuild the index, which still serves the query.
 REINDEX INDEX items_annoy;
 SELECT live_items FROM annoy_index_check('items_annoy');
