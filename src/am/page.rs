@@ -414,7 +414,7 @@ impl PageStore for PgStore {
     }
 
     fn read_kind(&self, blk: u32, kind: PageKind) -> Option<PageRead> {
-        if !self.contains(blk) {
+        if !kind.can_be_at(blk) || !self.contains(blk) {
             return None;
         }
         let page = self.read(blk);

@@ -184,7 +184,7 @@ fn store_record<S: PageStore>(
         return Ok(loc);
     }
     let tail = h.item_tail;
-    if tail == 0 || tail >= store.nblocks() || store.kind(tail) != Some(PageKind::Item) {
+    if !store.is_page_of(tail, PageKind::Item) {
         return Err(Corruption::new(
             META_BLOCK,
             "item chain tail is not an item page",
@@ -210,8 +210,7 @@ pub(crate) fn check_kind<S: PageStore>(
     block: u32,
     kind: PageKind,
 ) -> Result<(), Corruption> {
-    // The metapage is of kind Meta, so a pointer at it fails here too.
-    if !store.contains(block) || store.kind(block) != Some(kind) {
+    if !store.is_page_of(block, kind) {
         return Err(Corruption::new(
             block,
             format!("tree points at a block that is not a {kind:?} page"),

@@ -139,8 +139,7 @@ fn check_offset<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption>
 
 /// Checks that `loc` can hold a record header: an item page, offset in range.
 fn check_loc<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
-    if loc.block == 0 || !store.contains(loc.block) || store.kind(loc.block) != Some(PageKind::Item)
-    {
+    if !store.is_page_of(loc.block, PageKind::Item) {
         return Err(not_an_item_page(loc));
     }
     check_offset(store, loc)
@@ -148,7 +147,7 @@ fn check_loc<S: PageStore>(store: &S, loc: ItemLoc) -> Result<(), Corruption> {
 
 /// Checks that `next`, the page after the record at `loc`, is an item page.
 fn check_next_page<S: PageStore>(store: &S, loc: ItemLoc, next: u32) -> Result<(), Corruption> {
-    if next == 0 || !store.contains(next) || store.kind(next) != Some(PageKind::Item) {
+    if !store.is_page_of(next, PageKind::Item) {
         return Err(past_the_chain(loc));
     }
     Ok(())
@@ -189,7 +188,6 @@ pub fn read_item<S: PageStore>(
     let offset = loc.offset as usize;
     let page = store
         .read_kind(loc.block, PageKind::Item)
-        .filter(|_| loc.block != 0)
         .ok_or_else(|| not_an_item_page(loc))?;
     let header = ItemRecordHeader::read(&page[offset..]);
     let start = offset + ItemRecordHeader::SIZE;
@@ -200,7 +198,6 @@ pub fn read_item<S: PageStore>(
         let next = ItemPageHeader::read(&page).next;
         let next_page = store
             .read_kind(next, PageKind::Item)
-            .filter(|_| next != 0)
             .ok_or_else(|| past_the_chain(loc))?;
         check_continued(loc, next, &next_page, rest)?;
         let start = ItemPageHeader::SIZE;

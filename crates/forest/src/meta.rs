@@ -61,13 +61,9 @@ pub fn read_basis<S: PageStore>(store: &S, h: &MetaHeader) -> Result<Arc<Basis>,
     let total = basis_bytes(dims);
     let mut stream = Vec::with_capacity(total);
     for block in h.basis_block..h.basis_block.saturating_add(h.basis_pages) {
-        if block == META_BLOCK
-            || block >= store.nblocks()
-            || store.kind(block) != Some(PageKind::Basis)
-        {
-            return Err(bad(format!("basis page {block} is not a basis page")));
-        }
-        let page = store.read(block);
+        let page = store
+            .read_kind(block, PageKind::Basis)
+            .ok_or_else(|| bad(format!("basis page {block} is not a basis page")))?;
         let want = (total - stream.len()).min(page.len());
         stream.extend_from_slice(&page[..want]);
     }

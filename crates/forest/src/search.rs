@@ -439,7 +439,6 @@ fn read_tree_page<S: PageStore>(
     block: u32,
     kind: PageKind,
 ) -> Result<S::Read<'_>, Corruption> {
-    // The metapage is of kind Meta: a pointer at it fails the kind check.
     store.read_kind(block, kind).ok_or_else(|| {
         Corruption::new(
             block,

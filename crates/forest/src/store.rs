@@ -26,6 +26,14 @@ impl PageKind {
             _ => return None,
         })
     }
+
+    /// Whether a page of this kind may be at block `blk`. Block 0 is the
+    /// metapage whatever its special area says: a pointer at it is refused
+    /// for every other kind even when that byte is damaged, so no writer
+    /// can take the metapage for a leaf or an item page.
+    pub fn can_be_at(self, blk: u32) -> bool {
+        blk != 0 || self == PageKind::Meta
+    }
 }
 
 /// Fixed-size pages addressed by block number; block 0 is the metapage.
@@ -64,11 +72,16 @@ pub trait PageStore {
     fn contains(&self, blk: u32) -> bool {
         blk < self.nblocks()
     }
-    /// Shared access to block `blk` if it exists and is a page of `kind`,
-    /// with one pin and lock of the page (the hot paths read pages whose
-    /// numbers come from other pages, so each must be checked).
+    /// Whether block `blk` exists, may hold `kind` ([`PageKind::can_be_at`])
+    /// and does: the check every page number read from another page needs.
+    fn is_page_of(&self, blk: u32, kind: PageKind) -> bool {
+        kind.can_be_at(blk) && self.contains(blk) && self.kind(blk) == Some(kind)
+    }
+    /// Shared access to block `blk` if [`is_page_of`](Self::is_page_of)
+    /// holds, with one pin and lock of the page (the hot paths read pages
+    /// whose numbers come from other pages, so each must be checked).
     fn read_kind(&self, blk: u32, kind: PageKind) -> Option<Self::Read<'_>> {
-        (self.contains(blk) && self.kind(blk) == Some(kind)).then(|| self.read(blk))
+        self.is_page_of(blk, kind).then(|| self.read(blk))
     }
     /// Exclusive access to a body.
     fn write(&self, blk: u32) -> Self::Write<'_>;
@@ -101,6 +114,9 @@ impl<S: PageStore + ?Sized> PageStore for &S {
     }
     fn contains(&self, blk: u32) -> bool {
         (**self).contains(blk)
+    }
+    fn is_page_of(&self, blk: u32, kind: PageKind) -> bool {
+        (**self).is_page_of(blk, kind)
     }
     fn read_kind(&self, blk: u32, kind: PageKind) -> Option<Self::Read<'_>> {
         (**self).read_kind(blk, kind)

@@ -863,3 +863,29 @@ fn filtered_scans_find_the_filtered_neighbours() {
         assert!(r >= 0.95, "filtered recall@10 at {name}: {r}");
     }
 }
+
+#[test]
+fn the_metapage_is_never_taken_for_another_page() {
+    let data = Clustered::new(5, 3).items(200);
+    let (store, _) = build_index(&data, Metric::L2, Options::default());
+    assert!(store.is_page_of(0, PageKind::Meta));
+    // A damaged kind byte on block 0 does not make it a leaf or an item
+    // page for readers or writers that follow a pointer to it.
+    for kind in [
+        PageKind::Leaf,
+        PageKind::Item,
+        PageKind::Split,
+        PageKind::Basis,
+    ] {
+        store.set_kind(0, kind as u8);
+        assert!(!store.is_page_of(0, kind), "{kind:?}");
+        assert!(store.read_kind(0, kind).is_none(), "{kind:?}");
+    }
+    // Elsewhere the kind byte decides.
+    let leaf = (1..store.nblocks())
+        .find(|&b| store.kind(b) == Some(PageKind::Leaf))
+        .expect("a leaf page");
+    assert!(store.is_page_of(leaf, PageKind::Leaf));
+    assert!(!store.is_page_of(leaf, PageKind::Item));
+    assert!(!store.is_page_of(store.nblocks(), PageKind::Leaf));
+}
