@@ -24,9 +24,6 @@ if [ ! -f "$("$PG_CONFIG" --pkglibdir)/vector.so" ] || ! cmp -s "$PGVECTOR_TARBA
 fi
 echo "ok: $("$PG_CONFIG" --pkglibdir)/vector.so"
 
-begin "python packages for the client (psycopg 3)"
-"$VENV/bin/python" -c "import psycopg" 2>/dev/null || "$VENV/bin/pip" install -q "psycopg[binary]==3.2.*"
-
 begin "bench cluster on port $PORT"
 cluster_stop "$DATA"
 as_root rm -rf "$DATA"

@@ -9,9 +9,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 DATA=/var/tmp/imgsim/million-pgdata
 PORT=56520
 
-begin "python packages for the client (psycopg 3)"
-"$VENV/bin/python" -c "import psycopg" 2>/dev/null || "$VENV/bin/pip" install -q "psycopg[binary]==3.2.*"
-
 begin "bench cluster on port $PORT"
 cluster_stop "$DATA"
 as_root rm -rf "$DATA"
