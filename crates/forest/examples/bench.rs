@@ -188,8 +188,9 @@ fn main() {
     println!("{n} items, {nq} queries");
     // BENCH_FILTER_PERCENT=P: a filtered query (an item passes with
     // probability P %, by a hash of its number) against the exact filtered top 10.
-    let filter_percent: Option<usize> =
-        std::env::var("BENCH_FILTER_PERCENT").ok().map(|s| s.parse().expect("percent"));
+    let filter_percent: Option<usize> = std::env::var("BENCH_FILTER_PERCENT")
+        .ok()
+        .map(|s| s.parse().expect("percent"));
     let passes = |i: usize| filter_percent.is_none_or(|p| category(i) < p);
     let truths: Vec<Vec<usize>> = match filter_percent {
         None => truths,
