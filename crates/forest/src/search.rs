@@ -9,6 +9,7 @@ use half::f16;
 
 use crate::format::*;
 use crate::items::{read_item, ItemLoc};
+use crate::leaf::{self, Leaf};
 use crate::meta::Meta;
 use crate::space::{code_distance, dot_code, dot_f32, dot_f32_le_bytes};
 use crate::store::{PageKind, PageStore};
@@ -329,35 +330,21 @@ impl<S: PageStore> Searcher<S> {
 
     fn visit_leaf(&mut self, node: NodeKey, priority: f32) -> Result<(), Corruption> {
         let td = self.meta.reduced_dims();
-        let entry_bytes = leaf_entry_bytes(td);
         let page = read_tree_page(&self.store, node.block, PageKind::Leaf)?;
-        let header = LeafPageHeader::read(&page);
-        if header.flags & LEAF_SPLIT != 0 {
-            let node_bytes = split_node_bytes(td);
-            let at = LeafPageHeader::SIZE;
-            let (split, margin) = split_margin(&page[at..at + node_bytes], &self.tree_query);
-            drop(page);
-            self.push_children(&split, margin, node.depth, priority);
-            return Ok(());
-        }
-        let count = header.count as usize;
-        if count > leaf_capacity(page.len(), td) {
-            return Err(Corruption::new(
-                node.block,
-                format!("leaf holds {count} entries"),
-            ));
-        }
-        for k in 0..count {
-            let at = LeafPageHeader::SIZE + k * entry_bytes;
-            let entry = LeafEntryHeader::read(&page[at..]);
-            let loc = ItemLoc {
-                block: entry.item_block,
-                offset: entry.item_offset,
-            };
+        let entries = match leaf::parse(node.block, &page, td)? {
+            Leaf::Split(split_node) => {
+                let (split, margin) = split_margin(split_node, &self.tree_query);
+                drop(page);
+                self.push_children(&split, margin, node.depth, priority);
+                return Ok(());
+            }
+            Leaf::Entries(entries) => entries,
+        };
+        for (entry, code) in entries.iter() {
+            let loc = entry.item();
             if !self.seen.insert(loc.key()) {
                 continue;
             }
-            let code = &page[at + LeafEntryHeader::SIZE..at + LeafEntryHeader::SIZE + td];
             let d = if self.meta.space.metric == Metric::InnerProduct {
                 // The item is ≈ centre + scale·code, and q·centre is the same
                 // for every item, so −scale·(q·code) orders like −q·x.
