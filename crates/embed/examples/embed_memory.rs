@@ -1,5 +1,6 @@
 //! Memory of one process that has embedded: loads the model, embeds the first 50 images,
-//! waits 3 s (so several copies started together overlap) and prints its smaps_rollup.
+//! waits 3 s (so several copies started together overlap) and prints its smaps_rollup, with the
+//! first value of the first descriptor to tell whether a session setting changed the vectors.
 //!
 //! cargo run --release --example embed_memory -- MANIFEST.json LIBONNXRUNTIME.so DIR
 use std::path::Path;
@@ -21,7 +22,10 @@ fn main() {
     let manifest = Manifest::load(manifest).unwrap_or_else(|e| panic!("{e}"));
     let embedder = Embedder::new(&manifest, Path::new(lib), 1, manifest.descriptor.dims)
         .unwrap_or_else(|e| panic!("{e}"));
-    let blobs: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).expect("file")).collect();
+    let blobs: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(f).expect("file"))
+        .collect();
     let start = Instant::now();
     let mut first = 0.0;
     for (i, b) in blobs.iter().enumerate() {
@@ -42,7 +46,7 @@ fn main() {
             .unwrap_or(0)
     };
     println!(
-        "{rate:.1} img/s  rss {} kB pss {} kB private {} kB  d0 {first:.6}",
+        "{rate:.1} img/s  rss {} kB pss {} kB private {} kB, first descriptor value {first:.6}",
         kb("Rss:"),
         kb("Pss:"),
         kb("Private_Clean:") + kb("Private_Dirty:")
