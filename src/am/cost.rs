@@ -54,11 +54,13 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         // LIMIT takes the first rows, which come with the first batch: an
         // item page per row. With a filter of selectivity s a LIMIT k needs
         // k/s rows, and every row past the first batch widens the search (it
-        // scores 200 more candidates by code and re-ranks the best). On 100k
-        // rows that costs 0.05-0.15 ms a row, about what 16 re-ranks cost (an
-        // item page and a 2048-d distance each, the item's vector straddling
-        // two pages half the time), which puts the switch to the exact plan
-        // near 2 % selectivity, where the measured crossover lies too.
+        // scores search::CANDIDATES_PER_ROW more candidates by code and
+        // re-ranks the best). On 100k rows that costs 0.05-0.15 ms a row,
+        // about what 16 re-ranks cost (an item page and a 2048-d distance
+        // each, the item's vector straddling two pages half the time). That
+        // puts the switch to the exact plan near 2 % selectivity; measured,
+        // the index is 4.5x slower than the exact plan at 1 % and 9x faster
+        // at 10 % (BENCHMARKS.md).
         let rel = (*index).rel;
         let filtered = !rel.is_null() && !(*rel).baserestrictinfo.is_null();
         let per_row = if filtered {
