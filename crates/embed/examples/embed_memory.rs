@@ -1,4 +1,4 @@
-//! Memory of one process that has embedded: loads the model, embeds the first 50 images,
+//! Memory of one process that has embedded: loads the model, embeds every file of DIR,
 //! waits 3 s (so several copies started together overlap) and prints its smaps_rollup, with the
 //! first value of the first descriptor to tell whether a session setting changed the vectors.
 //!

@@ -18,8 +18,7 @@ use crate::meta::{write_basis, Meta, META_BLOCK};
 use crate::pca;
 use crate::space::{dot_code, quantize, Rng, TreeSpace};
 use crate::store::{PageKind, PageStore};
-use crate::{leaf, two_means};
-use crate::{Metric, Options, Tid};
+use crate::{leaf, two_means, Metric, Options, Tid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuildPhase {

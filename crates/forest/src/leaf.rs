@@ -35,7 +35,7 @@ impl<'p> Entries<'p> {
 
     /// Entry `k` (below `len`) and its code (`reduced_dims` bytes).
     pub fn get(&self, k: usize) -> (LeafEntryHeader, &'p [u8]) {
-        let at = LeafPageHeader::SIZE + k * leaf_entry_bytes(self.reduced_dims);
+        let at = entry_offset(k, self.reduced_dims);
         let code = &self.page[at + LeafEntryHeader::SIZE..][..self.reduced_dims];
         (LeafEntryHeader::read(&self.page[at..]), code)
     }
@@ -43,6 +43,11 @@ impl<'p> Entries<'p> {
     pub fn iter(&self) -> impl Iterator<Item = (LeafEntryHeader, &'p [u8])> + '_ {
         (0..self.count).map(|k| self.get(k))
     }
+}
+
+/// Where entry `k` of a leaf of a tree with `reduced_dims` starts.
+fn entry_offset(k: usize, reduced_dims: usize) -> usize {
+    LeafPageHeader::SIZE + k * leaf_entry_bytes(reduced_dims)
 }
 
 impl LeafEntryHeader {
@@ -134,11 +139,10 @@ pub(crate) fn split<S: PageStore>(
 ) {
     let stride = code_stride(reduced_dims);
     let count = LeafPageHeader::read(page).count as usize;
-    let entry_bytes = leaf_entry_bytes(reduced_dims);
     let mut entries = Vec::with_capacity(count + 1);
     let mut codes = Vec::with_capacity((count + 1) * stride);
     for k in 0..count {
-        let at = LeafPageHeader::SIZE + k * entry_bytes;
+        let at = entry_offset(k, reduced_dims);
         entries.push(LeafEntryHeader::read(&page[at..]));
         codes.extend_from_slice(&page[at + LeafEntryHeader::SIZE..][..stride]);
     }
@@ -191,18 +195,14 @@ pub(crate) fn remove_dead(
     let entry_bytes = leaf_entry_bytes(reduced_dims);
     let mut kept = 0;
     for k in 0..count {
-        let at = LeafPageHeader::SIZE + k * entry_bytes;
+        let at = entry_offset(k, reduced_dims);
         if !dead.contains(&LeafEntryHeader::read(&page[at..]).item()) {
-            page.copy_within(
-                at..at + entry_bytes,
-                LeafPageHeader::SIZE + kept * entry_bytes,
-            );
+            page.copy_within(at..at + entry_bytes, entry_offset(kept, reduced_dims));
             kept += 1;
         }
     }
     if kept < count {
-        page[LeafPageHeader::SIZE + kept * entry_bytes..LeafPageHeader::SIZE + count * entry_bytes]
-            .fill(0);
+        page[entry_offset(kept, reduced_dims)..entry_offset(count, reduced_dims)].fill(0);
         LeafPageHeader {
             count: kept as u16,
             ..LeafPageHeader::read(page)
