@@ -53,6 +53,7 @@ fn annoy_index_check(
         name!(leaf_pages, i32),
         name!(leaf_entries, i64),
         name!(max_depth, i32),
+        name!(free_pages, i32),
     ),
 > {
     // SAFETY: the index is opened and closed here.
@@ -70,6 +71,7 @@ fn annoy_index_check(
         report.leaf_pages as i32,
         report.leaf_entries as i64,
         report.max_depth as i32,
+        report.free_pages as i32,
     ))
 }
 

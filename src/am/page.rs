@@ -182,18 +182,8 @@ impl PageRead {
     /// The page's kind from its special area; `None` if it is not an annoy
     /// page (bad magic or unknown kind).
     pub fn kind(&self) -> Option<PageKind> {
-        // SAFETY: the page is pinned and share-locked while the guard lives;
-        // the special area is the last SPECIAL_SIZE of its BLCKSZ bytes.
-        let special = unsafe {
-            self.page
-                .cast::<u8>()
-                .add(pg_sys::BLCKSZ as usize - SPECIAL_SIZE)
-                .cast::<PageSpecial>()
-                .read_unaligned()
-        };
-        (special.magic == ANNOY_MAGIC)
-            .then(|| PageKind::from_u8(special.kind))
-            .flatten()
+        // SAFETY: the page is pinned and share-locked while the guard lives.
+        unsafe { page_kind(self.page) }
     }
 }
 
@@ -278,10 +268,22 @@ impl PgStore {
     /// Lock `buffer` exclusively and open it for writing; `new_page` pages
     /// get initialised (header, special area) and a full-page image.
     fn begin_write(&self, buffer: pg_sys::Buffer, new_page: Option<PageKind>) -> PageWrite<'_> {
-        // SAFETY: `buffer` is pinned by us; GenericXLog hands back a
-        // private copy of the page that it applies on finish.
+        // SAFETY: `buffer` is pinned by us.
+        unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32) };
+        self.begin_locked_write(buffer, new_page)
+    }
+
+    /// [`begin_write`](Self::begin_write) of a buffer we have already
+    /// locked exclusively.
+    fn begin_locked_write(
+        &self,
+        buffer: pg_sys::Buffer,
+        new_page: Option<PageKind>,
+    ) -> PageWrite<'_> {
+        // SAFETY: `buffer` is pinned and exclusively locked by us;
+        // GenericXLog hands back a private copy of the page that it applies
+        // on finish.
         unsafe {
-            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
             let (log, page) = match (self.logging, new_page) {
                 (Logging::BulkBuild, _) => (WriteLog::Unlogged, pg_sys::BufferGetPage(buffer)),
                 (Logging::Generic, Some(_)) => {
@@ -303,6 +305,38 @@ impl PgStore {
                 buffer,
                 log,
                 page,
+            }
+        }
+    }
+
+    /// A page the free space map lists, locked and initialised as `kind`;
+    /// `None` when it lists none. The map is a hint (not crash-safe, and
+    /// shared): a listed page is taken only if it is still a free page and
+    /// nobody holds it.
+    fn reuse_free_page(&self, kind: PageKind) -> Option<(u32, PageWrite<'_>)> {
+        loop {
+            // SAFETY: the relation is open.
+            let blk = unsafe { pg_sys::GetFreeIndexPage(self.index) };
+            if blk == pg_sys::InvalidBlockNumber {
+                return None;
+            }
+            if blk == 0 || !self.contains(blk) {
+                continue;
+            }
+            let buffer = self.read_buffer(blk);
+            // SAFETY: the buffer is pinned; its page is read only under
+            // the exclusive lock, and unlocked and released if not taken.
+            unsafe {
+                if pg_sys::ConditionalLockBuffer(buffer) {
+                    if page_kind(pg_sys::BufferGetPage(buffer)) == Some(PageKind::Free) {
+                        if let Some(nblocks) = &self.fixed_nblocks {
+                            nblocks.set(nblocks.get().max(blk + 1));
+                        }
+                        return Some((blk, self.begin_locked_write(buffer, Some(kind))));
+                    }
+                    pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as i32);
+                }
+                pg_sys::ReleaseBuffer(buffer);
             }
         }
     }
@@ -363,6 +397,44 @@ impl PgStore {
     }
 }
 
+/// The kind a page's special area records; `None` if it is not an annoy
+/// page (bad magic or unknown kind).
+///
+/// # Safety
+/// `page` must point at BLCKSZ readable bytes.
+unsafe fn page_kind(page: pg_sys::Page) -> Option<PageKind> {
+    // SAFETY: the special area is the last SPECIAL_SIZE of the BLCKSZ bytes.
+    let special = unsafe { special_area(page).read_unaligned() };
+    (special.magic == ANNOY_MAGIC)
+        .then(|| PageKind::from_u8(special.kind))
+        .flatten()
+}
+
+/// The special area of a page of BLCKSZ bytes.
+///
+/// # Safety
+/// `page` must point at BLCKSZ bytes.
+unsafe fn special_area(page: pg_sys::Page) -> *mut PageSpecial {
+    unsafe {
+        page.cast::<u8>()
+            .add(pg_sys::BLCKSZ as usize - SPECIAL_SIZE)
+            .cast::<PageSpecial>()
+    }
+}
+
+/// Changes the kind a page's special area records.
+///
+/// # Safety
+/// `page` must point at BLCKSZ writable bytes of an annoy page.
+unsafe fn set_page_kind(page: pg_sys::Page, kind: PageKind) {
+    unsafe {
+        let special = special_area(page);
+        let mut value = special.read_unaligned();
+        value.kind = kind as u8;
+        special.write_unaligned(value);
+    }
+}
+
 /// Format an empty page of `kind`: header, zeroed body, special area.
 ///
 /// # Safety
@@ -378,10 +450,7 @@ unsafe fn init_page(page: pg_sys::Page, kind: PageKind) {
             kind: kind as u8,
             reserved: [0; 11],
         };
-        page.cast::<u8>()
-            .add(pg_sys::BLCKSZ as usize - SPECIAL_SIZE)
-            .cast::<PageSpecial>()
-            .write_unaligned(special);
+        special_area(page).write_unaligned(special);
     }
 }
 
@@ -438,6 +507,13 @@ impl PageStore for PgStore {
     }
 
     fn allocate(&self, kind: PageKind) -> (u32, PageWrite<'_>) {
+        match self.reuse_free_page(kind) {
+            Some(reused) => reused,
+            None => self.extend(kind),
+        }
+    }
+
+    fn extend(&self, kind: PageKind) -> (u32, PageWrite<'_>) {
         // The extension lock keeps two backends from adding the same block.
         // SAFETY: the relation is open; P_NEW extends it by one page.
         let buffer = unsafe {
@@ -458,6 +534,32 @@ impl PageStore for PgStore {
             nblocks.set(nblocks.get().max(blk + 1));
         }
         (blk, self.begin_write(buffer, Some(kind)))
+    }
+
+    /// Marks the page free (its special area's kind, one small WAL record)
+    /// and lists it in the free space map for `allocate`.
+    fn free(&self, blk: u32) {
+        assert!(blk != 0, "annoy: the metapage is never freed");
+        let buffer = self.read_buffer(blk);
+        // SAFETY: the buffer is pinned; it is changed under its exclusive
+        // lock, through GenericXLog unless a bulk build logs it later.
+        unsafe {
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+            match self.logging {
+                Logging::Generic => {
+                    let state = pg_sys::GenericXLogStart(self.index);
+                    let page = pg_sys::GenericXLogRegisterBuffer(state, buffer, 0);
+                    set_page_kind(page, PageKind::Free);
+                    pg_sys::GenericXLogFinish(state);
+                }
+                Logging::BulkBuild => {
+                    set_page_kind(pg_sys::BufferGetPage(buffer), PageKind::Free);
+                    pg_sys::MarkBufferDirty(buffer);
+                }
+            }
+            pg_sys::UnlockReleaseBuffer(buffer);
+            pg_sys::RecordFreeIndexPage(self.index, blk);
+        }
     }
 }
 

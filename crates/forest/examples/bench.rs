@@ -341,4 +341,10 @@ impl PageStore for CountingStore<'_> {
     fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         self.store.allocate(kind)
     }
+    fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
+        self.store.extend(kind)
+    }
+    fn free(&self, blk: u32) {
+        self.store.free(blk)
+    }
 }

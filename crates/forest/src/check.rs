@@ -24,6 +24,8 @@ pub struct CheckReport {
     /// Pages nothing points at: allocated by a change that a crash cut off
     /// before the page linking to them was logged. Wasted, not wrong.
     pub unused_pages: u32,
+    /// Pages given back (by the rebuild) for allocations to reuse.
+    pub free_pages: u32,
     pub trees: u32,
     pub item_pages: u32,
     pub split_pages: u32,
@@ -329,7 +331,13 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
         }
     }
     report.incomplete_items = incomplete.len() as u64;
-    report.unused_pages = owner.iter().filter(|used| !**used).count() as u32;
+    for (block, _) in owner.iter().enumerate().filter(|(_, used)| !**used) {
+        if store.kind(block as u32) == Some(PageKind::Free) {
+            report.free_pages += 1;
+        } else {
+            report.unused_pages += 1;
+        }
+    }
     Ok(report)
 }
 

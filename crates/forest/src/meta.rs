@@ -80,7 +80,7 @@ pub fn read_basis<S: PageStore>(store: &S, h: &MetaHeader) -> Result<Arc<Basis>,
     Ok(Arc::new(Basis { offset, rows }))
 }
 
-/// Writes a basis into `basis_pages` newly allocated consecutive pages;
+/// Writes a basis into `basis_pages` new consecutive pages at the end;
 /// returns the first block and the checksum.
 pub fn write_basis<S: PageStore>(store: &S, basis: &Basis) -> (u32, u64) {
     let mut stream = Vec::with_capacity(basis_bytes(basis.dims()));
@@ -93,13 +93,13 @@ pub fn write_basis<S: PageStore>(store: &S, basis: &Basis) -> (u32, u64) {
         .iter()
         .for_each(|v| stream.extend_from_slice(&v.to_le_bytes()));
     let mut blocks = stream.chunks(store.body_size()).map(|chunk| {
-        let (block, mut page) = store.allocate(PageKind::Basis);
+        let (block, mut page) = store.extend(PageKind::Basis);
         page[..chunk.len()].copy_from_slice(chunk);
         block
     });
     let first = blocks.next().expect("a basis has values");
     for (i, block) in blocks.enumerate() {
-        // The metapage records a range: the build is the only writer.
+        // The metapage records a range: the build (or rebuild) is the only writer.
         assert_eq!(
             block,
             first + 1 + i as u32,

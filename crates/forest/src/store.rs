@@ -13,6 +13,8 @@ pub enum PageKind {
     Split = 3,
     Leaf = 4,
     Basis = 5,
+    /// Given back by [`PageStore::free`]; `allocate` may hand it out again.
+    Free = 6,
 }
 
 impl PageKind {
@@ -23,6 +25,7 @@ impl PageKind {
             3 => PageKind::Split,
             4 => PageKind::Leaf,
             5 => PageKind::Basis,
+            6 => PageKind::Free,
             _ => return None,
         })
     }
@@ -85,8 +88,16 @@ pub trait PageStore {
     }
     /// Exclusive access to a body.
     fn write(&self, blk: u32) -> Self::Write<'_>;
-    /// Appends a zeroed page of the given kind, returned locked exclusively.
+    /// A zeroed page of the given kind, returned locked exclusively: a page
+    /// given back by [`free`](Self::free) if there is one, else a new one
+    /// at the end.
     fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>);
+    /// Appends a zeroed page of the given kind (never a freed one: runs of
+    /// pages that must be consecutive, the basis).
+    fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>);
+    /// Gives back a page nothing points at any more, and that no other
+    /// backend can still be reading (the caller's lock guarantees it).
+    fn free(&self, blk: u32);
 }
 
 /// A shared store is a store: searches own theirs, tests lend one.
@@ -127,6 +138,12 @@ impl<S: PageStore + ?Sized> PageStore for &S {
     fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         (**self).allocate(kind)
     }
+    fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
+        (**self).extend(kind)
+    }
+    fn free(&self, blk: u32) {
+        (**self).free(blk)
+    }
 }
 
 const CHUNK_PAGES: usize = 4096;
@@ -149,6 +166,8 @@ pub struct MemStore {
     body_size: usize,
     nblocks: Cell<u32>,
     chunks: Box<[OnceCell<Chunk>]>,
+    /// Freed pages, handed out again by `allocate` (last freed first).
+    free_pages: RefCell<Vec<u32>>,
 }
 
 impl MemStore {
@@ -158,6 +177,7 @@ impl MemStore {
             body_size,
             nblocks: Cell::new(0),
             chunks: (0..MAX_CHUNKS).map(|_| OnceCell::new()).collect(),
+            free_pages: RefCell::new(Vec::new()),
         }
     }
 
@@ -213,6 +233,24 @@ impl PageStore for MemStore {
     }
 
     fn allocate(&self, kind: PageKind) -> (u32, RefMut<'_, [u8]>) {
+        let reused = self.free_pages.borrow_mut().pop();
+        let Some(blk) = reused else {
+            return self.extend(kind);
+        };
+        let page = self.page(blk);
+        page.kind.set(kind as u8);
+        let mut body = self.write(blk);
+        body.fill(0);
+        (blk, body)
+    }
+
+    fn free(&self, blk: u32) {
+        assert!(blk != 0, "the metapage is never freed");
+        self.page(blk).kind.set(PageKind::Free as u8);
+        self.free_pages.borrow_mut().push(blk);
+    }
+
+    fn extend(&self, kind: PageKind) -> (u32, RefMut<'_, [u8]>) {
         let blk = self.nblocks.get();
         let (c, i) = (blk as usize / CHUNK_PAGES, blk as usize % CHUNK_PAGES);
         assert!(c < MAX_CHUNKS, "MemStore full");

@@ -653,6 +653,12 @@ impl PageStore for CrashingStore {
     fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         self.inner.allocate(kind)
     }
+    fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
+        self.inner.extend(kind)
+    }
+    fn free(&self, blk: u32) {
+        self.inner.free(blk)
+    }
 }
 
 /// An insert cut off after storing its record and reaching some of the trees
