@@ -119,7 +119,7 @@ pub unsafe extern "C-unwind" fn ambuild(
 
 /// Threads for building the trees: this backend plus as many helpers as
 /// `max_parallel_maintenance_workers` allows, at most one per CPU.
-fn build_threads() -> usize {
+pub(super) fn build_threads() -> usize {
     // SAFETY: reading a GUC variable.
     let helpers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -128,7 +128,7 @@ fn build_threads() -> usize {
 
 /// Run first by each tree-building helper thread: Postgres' signal handlers
 /// must run on the backend's own thread, so helpers take no signals.
-fn block_signals() {
+pub(super) fn block_signals() {
     // SAFETY: a filled signal set applied to the calling thread only.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();

@@ -1,10 +1,13 @@
 //! `aminsert`: a new row is descended into every tree and appended to its
 //! leaf (a full leaf splits); every page change is one GenericXLog record.
+//! The insert that makes an index created on few rows due for its rebuild
+//! tries it ([`super::rebuild`]).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::page::{Logging, PgStore};
+use super::rebuild::try_rebuild;
 use super::relation::{raise_corruption, relation_name, tid_from_item_pointer};
 use crate::vector::VectorRef;
 
@@ -27,10 +30,13 @@ pub unsafe extern "C-unwind" fn aminsert(
         }
         let vector = VectorRef::from_datum(*values);
         let store = PgStore::new(index, pg_sys::ForkNumber::MAIN_FORKNUM, Logging::Generic);
-        if let Err(corruption) =
-            imgsim_forest::insert(&store, tid_from_item_pointer(&*heap_tid), vector.as_slice())
-        {
-            raise_corruption(&relation_name(index), corruption);
+        match imgsim_forest::insert(&store, tid_from_item_pointer(&*heap_tid), vector.as_slice()) {
+            Ok(inserted) if inserted.rebuild_due => {
+                drop(store);
+                try_rebuild(index);
+            }
+            Ok(_) => {}
+            Err(corruption) => raise_corruption(&relation_name(index), corruption),
         }
         false
     }

@@ -12,6 +12,7 @@ mod cost;
 mod insert;
 pub mod options;
 mod page;
+mod rebuild;
 mod relation;
 mod scan;
 mod vacuum;

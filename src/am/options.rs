@@ -15,6 +15,7 @@ struct AnnoyRelOptions {
     vl_len: i32,
     trees: i32,
     leaf_size: i32,
+    rebuild_rows: i32,
 }
 
 static mut RELOPT_KIND: pg_sys::relopt_kind::Type = 0;
@@ -22,6 +23,8 @@ static mut RELOPT_KIND: pg_sys::relopt_kind::Type = 0;
 const TREES_DEFAULT: i32 = 8;
 const TREES_MAX: i32 = 64;
 const LEAF_SIZE_MAX: i32 = 1000;
+/// The rebuild locks the index for about a second per 10 000 rows.
+const REBUILD_ROWS_MAX: i32 = 1_000_000;
 
 pub static SEARCH_K: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_SEARCH_K as i32);
 pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_RERANK as i32);
@@ -49,6 +52,16 @@ pub fn init() {
             0,
             0,
             LEAF_SIZE_MAX,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+        pg_sys::add_int_reloption(
+            RELOPT_KIND,
+            c"rebuild_rows".as_ptr(),
+            c"A build from fewer rows rebuilds its trees once when the index holds this many (0: never)"
+                .as_ptr(),
+            imgsim_forest::rebuild::REBUILD_ROWS as i32,
+            0,
+            REBUILD_ROWS_MAX,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
         );
     }
@@ -119,6 +132,7 @@ pub unsafe extern "C-unwind" fn amoptions(
     let table = [
         parse_entry(c"trees", offset_of!(AnnoyRelOptions, trees)),
         parse_entry(c"leaf_size", offset_of!(AnnoyRelOptions, leaf_size)),
+        parse_entry(c"rebuild_rows", offset_of!(AnnoyRelOptions, rebuild_rows)),
     ];
     // SAFETY: the table describes AnnoyRelOptions; RELOPT_KIND was set in _PG_init.
     unsafe {
@@ -146,6 +160,7 @@ pub unsafe fn build_options(index: pg_sys::Relation) -> Options {
         if !parsed.is_null() {
             options.trees = (*parsed).trees as u32;
             options.leaf_size = (*parsed).leaf_size as u32;
+            options.rebuild_rows = (*parsed).rebuild_rows as u32;
         } else {
             options.trees = TREES_DEFAULT as u32;
         }

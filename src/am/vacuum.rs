@@ -1,12 +1,14 @@
 //! VACUUM: `ambulkdelete` drops dead heap TIDs from every tree and marks
 //! their items deleted (the core reuses the space); `amvacuumcleanup`
-//! reports statistics.
+//! reports statistics, and tries the rebuild of an index created on few rows
+//! that its inserts could not do ([`super::rebuild`]).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgBox;
 
 use super::page::{Logging, PgStore};
+use super::rebuild::try_rebuild;
 use super::relation::{item_pointer_from_tid, raise_corruption, relation_name};
 use imgsim_forest::PageStore;
 
@@ -59,19 +61,22 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
         if (*info).analyze_only {
             return stats;
         }
+        let index = (*info).index;
+        let store = PgStore::new(index, pg_sys::ForkNumber::MAIN_FORKNUM, Logging::Generic);
+        // An unreadable metapage is reported by scans, inserts, the bulk
+        // delete and annoy_index_check; the cleanup itself need not fail.
+        if let Ok(true) = imgsim_forest::rebuild::wants_rebuild(&store) {
+            try_rebuild(index);
+        }
         if stats.is_null() {
             // No bulk delete ran: report the heap's count as an estimate.
             let stats = stats_or_new(stats);
             (*stats).num_index_tuples = (*info).num_heap_tuples;
             (*stats).estimated_count = (*info).estimated_count;
-            (*stats).num_pages = PgStore::new(
-                (*info).index,
-                pg_sys::ForkNumber::MAIN_FORKNUM,
-                Logging::Generic,
-            )
-            .nblocks();
+            (*stats).num_pages = store.nblocks();
             return stats;
         }
+        (*stats).num_pages = store.nblocks();
         stats
     }
 }

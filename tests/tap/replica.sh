@@ -23,22 +23,26 @@ wait_for_replay() {
     return 1
 }
 
-QUERIES="SET enable_seqscan = off;
+# 20 queries against table $1.
+queries() {
+    echo "SET enable_seqscan = off;
 SELECT q, array_agg(id ORDER BY rank) FROM generate_series(1, 20) q,
 LATERAL (SELECT id, row_number() OVER () AS rank FROM (
-    SELECT id FROM t ORDER BY emb <-> $(vector_sql 'q * 13 + 0.5') LIMIT 10) s) r
+    SELECT id FROM $1 ORDER BY emb <-> $(vector_sql 'q * 13 + 0.5') LIMIT 10) s) r
 GROUP BY q ORDER BY q;"
+}
 
+# compare STAGE [TABLE]: the standby answers like the primary (table t by default).
 compare() {
-    local stage=$1
+    local stage=$1 table=${2:-t}
     ok "standby replayed the primary's WAL ($stage)" wait_for_replay
     local primary standby
-    primary=$(sql $PRIMARY_PORT -c "$QUERIES")
-    standby=$(sql $STANDBY_PORT -c "$QUERIES")
+    primary=$(sql $PRIMARY_PORT -c "$(queries "$table")")
+    standby=$(sql $STANDBY_PORT -c "$(queries "$table")")
     ok "standby returns the same rows as the primary ($stage)" test "$primary" = "$standby"
-    ok "standby's index passes annoy_index_check ($stage)" sql $STANDBY_PORT -c "SELECT * FROM annoy_index_check('t_annoy')"
-    plan=$(sql $STANDBY_PORT -c "SET enable_seqscan = off" -c "EXPLAIN SELECT id FROM t ORDER BY emb <-> (SELECT emb FROM t LIMIT 1) LIMIT 1")
-    ok "the standby's queries use the annoy index ($stage)" grep -q "Index Scan using t_annoy" <<<"$plan"
+    ok "standby's index passes annoy_index_check ($stage)" sql $STANDBY_PORT -c "SELECT * FROM annoy_index_check('${table}_annoy')"
+    plan=$(sql $STANDBY_PORT -c "SET enable_seqscan = off" -c "EXPLAIN SELECT id FROM $table ORDER BY emb <-> (SELECT emb FROM $table LIMIT 1) LIMIT 1")
+    ok "the standby's queries use the annoy index ($stage)" grep -q "Index Scan using ${table}_annoy" <<<"$plan"
 }
 
 sql $PRIMARY_PORT -c "CREATE EXTENSION imgsim" \
@@ -59,4 +63,18 @@ sql $PRIMARY_PORT -c "INSERT INTO t SELECT i, $(vector_sql i) FROM generate_seri
 reused=$(sql $PRIMARY_PORT -c "SELECT items = 1600 AND free_items = 233 FROM annoy_index_check('t_annoy')")
 ok "the inserts reused the freed records" test "$reused" = t
 compare "after inserts into freed records"
+
+# An index created on an empty table rebuilds its trees on the primary once
+# it holds rebuild_rows rows (its old pages freed, then reused by the next
+# inserts): all of it reaches the standby through WAL.
+sql $PRIMARY_PORT -c "CREATE TABLE m (id int PRIMARY KEY, emb vector2048)" \
+    -c "CREATE INDEX m_annoy ON m USING annoy (emb) WITH (trees = 4, rebuild_rows = 600)" \
+    -c "INSERT INTO m SELECT i, $(vector_sql i) FROM generate_series(1, 600) i"
+freed=$(sql $PRIMARY_PORT -c "SELECT free_pages FROM annoy_index_check('m_annoy')")
+ok "the primary rebuilt the index created empty" test "$freed" -gt 0
+compare "after the rebuild of an index created empty" m
+sql $PRIMARY_PORT -c "INSERT INTO m SELECT i, $(vector_sql i) FROM generate_series(601, 900) i"
+reused=$(sql $PRIMARY_PORT -c "SELECT free_pages < $freed FROM annoy_index_check('m_annoy')")
+ok "later inserts reused the freed pages" test "$reused" = t
+compare "after inserts into the rebuilt index" m
 finish_tap

@@ -104,10 +104,8 @@ pub struct Builder<'s, S: PageStore + 's> {
     appender: ItemAppender<'s, S>,
     threads: usize,
     thread_init: fn(),
-    /// A uniform sample of the items (reservoir, rows of 2048 f32; cosine
-    /// rows normalised), from which the tree space is learned.
-    sample: Vec<f32>,
-    sample_rng: Rng,
+    /// The items the tree space is learned from.
+    sample: Sample,
     /// Items whose codes the build keeps and builds the trees from.
     locs: Vec<ItemLoc>,
     /// Once the budget is used up: the first record of the items that are
@@ -199,8 +197,7 @@ impl<'s, S: PageStore> Builder<'s, S> {
             appender: ItemAppender::new_chain(store),
             threads: 1,
             thread_init: || {},
-            sample: Vec::new(),
-            sample_rng: Rng::new(options.seed ^ 0x5A3F_1E5A_3F1E_5A3F),
+            sample: Sample::new(options.seed),
             locs: Vec::new(),
             streaming_from: None,
             streamed: 0,
@@ -243,24 +240,7 @@ impl<'s, S: PageStore> Builder<'s, S> {
         if self.streaming_from.is_some() {
             self.streamed += 1;
         }
-        // Reservoir sampling (Algorithm R): every item is kept with
-        // probability SAMPLE_ROWS / n.
-        let seen = self.locs.len() + self.streamed as usize;
-        let slot = if seen <= pca::SAMPLE_ROWS {
-            self.sample.resize(seen * DIMS, 0.0);
-            Some(seen - 1)
-        } else {
-            Some(self.sample_rng.below(seen)).filter(|&j| j < pca::SAMPLE_ROWS)
-        };
-        if let Some(j) = slot {
-            let scale = match self.metric {
-                Metric::Cosine if norm_sq > 0.0 => 1.0 / norm_sq.sqrt(),
-                _ => 1.0,
-            };
-            for (o, v) in self.sample[j * DIMS..(j + 1) * DIMS].iter_mut().zip(vector) {
-                *o = v.to_f32() * scale;
-            }
-        }
+        self.sample.offer(vector, norm_sq, self.metric);
         Ok(started_streaming)
     }
 
@@ -286,14 +266,6 @@ impl<'s, S: PageStore> Builder<'s, S> {
         let item_head = locs.first().map_or(item_tail, |l| l.block);
         let item_pages = store.nblocks() - 1;
 
-        let d = options.reduced_dims as usize;
-        progress(BuildPhase::LearningSpace, 0, 0);
-        let basis = pca::learn_basis(&sample, d, options.seed, threads, thread_init);
-        drop(sample);
-        let (basis_block, basis_checksum) = write_basis(store, &basis);
-        let space = TreeSpace::new(metric, Arc::new(basis));
-
-        let coded = code_items(store, &space, &locs, threads, thread_init, progress);
         let mut stats = BuildStats {
             items: n as u64 + streamed,
             streamed,
@@ -301,90 +273,32 @@ impl<'s, S: PageStore> Builder<'s, S> {
             split_pages: 0,
             item_pages,
         };
-        // Trees are built in memory on `threads` threads and written here, in
-        // tree order, as they become available.
-        let trees = options.trees as usize;
-        let build_tree = |t: usize, stop: &AtomicBool| -> BuiltTree {
-            let mut rng = Rng::new(
-                options
-                    .seed
-                    .wrapping_add((t as u64).wrapping_mul(0xA24B_AED4_963E_E407)),
-            );
-            let mut tree = TreeBuilder {
-                coded: &coded,
-                reduced_dims: d,
-                leaf_size,
-                rng: &mut rng,
-                nodes: Vec::new(),
-            };
-            let mut ids: Vec<u32> = (0..n as u32).collect();
-            let root = (n > 0).then(|| tree.build_node(&mut ids, stop))?;
-            Some((tree.nodes, root))
+        let plan = ForestPlan {
+            options,
+            metric,
+            leaf_size,
+            threads,
+            thread_init,
         };
-        let next_tree = AtomicUsize::new(0);
-        let claim = || {
-            let t = next_tree.fetch_add(1, Ordering::Relaxed);
-            (t < trees).then_some(t)
-        };
-        let stop = AtomicBool::new(false);
-        let mut roots = vec![NodeRef::EMPTY; trees];
-        std::thread::scope(|scope| {
-            // On the way out, normally or unwinding from an ERROR raised by
-            // `progress` (query cancel), helpers stop before the scope joins them.
-            let _stop_helpers = SetOnDrop(&stop);
-            let (done_tx, done_rx) = mpsc::channel();
-            for _ in 1..threads.min(trees) {
-                let done_tx = done_tx.clone();
-                let (build_tree, claim, stop) = (&build_tree, &claim, &stop);
-                scope.spawn(move || {
-                    thread_init();
-                    while let Some(t) = claim() {
-                        if stop.load(Ordering::Relaxed)
-                            || done_tx.send((t, build_tree(t, stop))).is_err()
-                        {
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(done_tx);
-            let mut built: Vec<Option<BuiltTree>> = (0..trees).map(|_| None).collect();
-            for t in 0..trees {
-                while built[t].is_none() {
-                    if let Some(own) = claim() {
-                        built[own] = Some(build_tree(own, &stop));
-                        continue;
-                    }
-                    match done_rx.recv_timeout(Duration::from_millis(100)) {
-                        Ok((i, tree)) => built[i] = Some(tree),
-                        // Lets `progress` see a cancel while helpers work.
-                        Err(RecvTimeoutError::Timeout) => {
-                            progress(BuildPhase::BuildingTrees, t as u64, trees as u64)
-                        }
-                        Err(RecvTimeoutError::Disconnected) => {
-                            panic!("a tree-building thread ended without its tree")
-                        }
-                    }
-                }
-                if let Some(Some((nodes, root))) = built[t].take() {
-                    roots[t] = write_tree(store, &nodes, root, &coded, &locs, d, &mut stats);
-                }
-                progress(BuildPhase::BuildingTrees, t as u64 + 1, trees as u64);
-            }
-        });
-
+        let forest = build_forest(store, &plan, sample.rows, &locs, &mut stats, progress);
+        let d = options.reduced_dims as usize;
         let meta = Meta {
             header: MetaHeader {
                 magic: META_MAGIC,
                 version: FORMAT_VERSION,
                 dims: DIMS as u32,
-                metric: space.metric as u32,
+                metric: metric as u32,
                 reduced_dims: d as u32,
                 trees: options.trees,
                 leaf_size: leaf_size as u32,
-                basis_block,
+                basis_block: forest.basis_block,
                 basis_pages: basis_pages(store.body_size(), d) as u32,
-                basis_checksum,
+                basis_checksum: forest.basis_checksum,
+                rebuild_at: if stats.items < u64::from(options.rebuild_rows) {
+                    options.rebuild_rows
+                } else {
+                    0
+                },
                 seed: options.seed,
                 item_count: n as u64 + streamed,
                 live_count: n as u64 + streamed,
@@ -393,14 +307,179 @@ impl<'s, S: PageStore> Builder<'s, S> {
                 item_tail_used,
                 ..MetaHeader::default()
             },
-            roots,
-            space,
+            roots: forest.roots,
+            space: forest.space,
         };
         if let Some(start) = streaming_from {
             stream_items(store, &meta, start, streamed, progress);
         }
         meta.write_to(&mut store.write(META_BLOCK));
         stats
+    }
+}
+
+/// A uniform sample of up to [`pca::SAMPLE_ROWS`] items (reservoir
+/// sampling, Algorithm R: every item offered is kept with probability
+/// `SAMPLE_ROWS / offered`), as rows of 2048 f32, cosine rows normalised.
+pub(crate) struct Sample {
+    pub rows: Vec<f32>,
+    rng: Rng,
+    offered: usize,
+}
+
+impl Sample {
+    pub fn new(seed: u64) -> Self {
+        Sample {
+            rows: Vec::new(),
+            rng: Rng::new(seed ^ 0x5A3F_1E5A_3F1E_5A3F),
+            offered: 0,
+        }
+    }
+
+    pub fn offer(&mut self, vector: &[f16], norm_sq: f32, metric: Metric) {
+        self.offered += 1;
+        let slot = if self.offered <= pca::SAMPLE_ROWS {
+            self.rows.resize(self.offered * DIMS, 0.0);
+            Some(self.offered - 1)
+        } else {
+            Some(self.rng.below(self.offered)).filter(|&j| j < pca::SAMPLE_ROWS)
+        };
+        if let Some(j) = slot {
+            let scale = match metric {
+                Metric::Cosine if norm_sq > 0.0 => 1.0 / norm_sq.sqrt(),
+                _ => 1.0,
+            };
+            for (o, v) in self.rows[j * DIMS..(j + 1) * DIMS].iter_mut().zip(vector) {
+                *o = v.to_f32() * scale;
+            }
+        }
+    }
+}
+
+/// How to build a forest: the index's options and metric, the leaf size
+/// they give, and the threads to build on.
+pub(crate) struct ForestPlan {
+    pub options: Options,
+    pub metric: Metric,
+    pub leaf_size: usize,
+    pub threads: usize,
+    pub thread_init: fn(),
+}
+
+/// A forest written to pages: its tree space (basis pages from
+/// `basis_block`, with their checksum) and one root per tree.
+pub(crate) struct Forest {
+    pub space: TreeSpace,
+    pub basis_block: u32,
+    pub basis_checksum: u64,
+    pub roots: Vec<NodeRef>,
+}
+
+/// Learns the tree space from `sample` (rows of 2048 f32, cosine rows
+/// normalised), codes the items at `locs`, builds the trees and writes the
+/// basis and tree pages (counted in `stats`). Nothing points at the pages
+/// yet: the caller writes the metapage.
+pub(crate) fn build_forest<S: PageStore>(
+    store: &S,
+    plan: &ForestPlan,
+    sample: Vec<f32>,
+    locs: &[ItemLoc],
+    stats: &mut BuildStats,
+    progress: &mut dyn FnMut(BuildPhase, u64, u64),
+) -> Forest {
+    let ForestPlan {
+        options,
+        metric,
+        leaf_size,
+        threads,
+        thread_init,
+    } = *plan;
+    let n = locs.len();
+    let d = options.reduced_dims as usize;
+    progress(BuildPhase::LearningSpace, 0, 0);
+    let basis = pca::learn_basis(&sample, d, options.seed, threads, thread_init);
+    drop(sample);
+    let (basis_block, basis_checksum) = write_basis(store, &basis);
+    let space = TreeSpace::new(metric, Arc::new(basis));
+
+    let coded = code_items(store, &space, locs, threads, thread_init, progress);
+    // Trees are built in memory on `threads` threads and written here, in
+    // tree order, as they become available.
+    let trees = options.trees as usize;
+    let build_tree = |t: usize, stop: &AtomicBool| -> BuiltTree {
+        let mut rng = Rng::new(
+            options
+                .seed
+                .wrapping_add((t as u64).wrapping_mul(0xA24B_AED4_963E_E407)),
+        );
+        let mut tree = TreeBuilder {
+            coded: &coded,
+            reduced_dims: d,
+            leaf_size,
+            rng: &mut rng,
+            nodes: Vec::new(),
+        };
+        let mut ids: Vec<u32> = (0..n as u32).collect();
+        let root = (n > 0).then(|| tree.build_node(&mut ids, stop))?;
+        Some((tree.nodes, root))
+    };
+    let next_tree = AtomicUsize::new(0);
+    let claim = || {
+        let t = next_tree.fetch_add(1, Ordering::Relaxed);
+        (t < trees).then_some(t)
+    };
+    let stop = AtomicBool::new(false);
+    let mut roots = vec![NodeRef::EMPTY; trees];
+    std::thread::scope(|scope| {
+        // On the way out, normally or unwinding from an ERROR raised by
+        // `progress` (query cancel), helpers stop before the scope joins them.
+        let _stop_helpers = SetOnDrop(&stop);
+        let (done_tx, done_rx) = mpsc::channel();
+        for _ in 1..threads.min(trees) {
+            let done_tx = done_tx.clone();
+            let (build_tree, claim, stop) = (&build_tree, &claim, &stop);
+            scope.spawn(move || {
+                thread_init();
+                while let Some(t) = claim() {
+                    if stop.load(Ordering::Relaxed)
+                        || done_tx.send((t, build_tree(t, stop))).is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut built: Vec<Option<BuiltTree>> = (0..trees).map(|_| None).collect();
+        for t in 0..trees {
+            while built[t].is_none() {
+                if let Some(own) = claim() {
+                    built[own] = Some(build_tree(own, &stop));
+                    continue;
+                }
+                match done_rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok((i, tree)) => built[i] = Some(tree),
+                    // Lets `progress` see a cancel while helpers work.
+                    Err(RecvTimeoutError::Timeout) => {
+                        progress(BuildPhase::BuildingTrees, t as u64, trees as u64)
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        panic!("a tree-building thread ended without its tree")
+                    }
+                }
+            }
+            if let Some(Some((nodes, root))) = built[t].take() {
+                roots[t] = write_tree(store, &nodes, root, &coded, locs, d, stats);
+            }
+            progress(BuildPhase::BuildingTrees, t as u64 + 1, trees as u64);
+        }
+    });
+
+    Forest {
+        space,
+        basis_block,
+        basis_checksum,
+        roots,
     }
 }
 

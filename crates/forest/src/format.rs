@@ -137,7 +137,11 @@ on_disk_struct! {
         /// First of the basis pages and their number.
         pub basis_block: u32,
         pub basis_pages: u32,
-        pub reserved0: u32,
+        /// Live items at which the forest is rebuilt once from the stored
+        /// items (see [`crate::rebuild`]); 0 = never. Set by a build from
+        /// fewer items, cleared by the rebuild. (Indexes written before this
+        /// field existed hold 0 here.)
+        pub rebuild_at: u32,
         /// Seed of the tree splits (and of the basis's random parts).
         pub seed: u64,
         /// [`basis_checksum`] of the basis pages' contents.

@@ -14,14 +14,23 @@ use crate::format::*;
 use crate::items::{finish_insert, refill, ItemAppender, ItemLoc};
 use crate::leaf::{self, Leaf};
 use crate::meta::{Meta, META_BLOCK};
+use crate::rebuild::rebuild_due;
 use crate::space::{dot_f32, TreeSpace};
 use crate::store::{PageKind, PageStore};
 use crate::{Corruption, Tid};
 
+/// What an insert leaves for its caller to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inserted {
+    /// The index has grown to the size at which it wants its one rebuild
+    /// ([`crate::rebuild`]), which needs a lock only the caller can take.
+    pub rebuild_due: bool,
+}
+
 /// Adds one item: stores its record (in a free slot if VACUUM left one, else
 /// at the end of the item chain), then an entry in a leaf of every tree.
 /// Panics if `vector` does not have 2048 dimensions.
-pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), Corruption> {
+pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<Inserted, Corruption> {
     assert_eq!(vector.len(), DIMS, "vector must have {DIMS} dimensions");
     let norm_sq = imgsim_kernels::norm_squared(vector);
     let record = ItemRecordHeader::live(tid, norm_sq, ITEM_INSERTING);
@@ -53,7 +62,9 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
         add_to_tree(store, *root, t, &new_entry)?;
     }
     finish_insert(store, loc);
-    Ok(())
+    Ok(Inserted {
+        rebuild_due: rebuild_due(&meta.header),
+    })
 }
 
 /// An item coded for the trees: its int8 code (`code_stride` bytes) with

@@ -20,6 +20,7 @@ mod items;
 mod leaf;
 mod meta;
 pub mod pca;
+pub mod rebuild;
 pub mod search;
 pub mod space;
 pub mod store;
@@ -29,7 +30,8 @@ pub mod vacuum;
 
 pub use build::{build, BuildError, BuildPhase, BuildStats, Builder};
 pub use check::{check, CheckReport};
-pub use insert::insert;
+pub use insert::{insert, Inserted};
+pub use rebuild::{rebuild, rebuild_due, RebuildStats};
 pub use search::{SearchParams, Searcher, DEFAULT_RERANK, DEFAULT_SEARCH_K};
 pub use store::{MemStore, PageKind, PageStore};
 pub use types::{Corruption, Metric, Options, Tid};

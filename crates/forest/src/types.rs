@@ -63,6 +63,10 @@ pub struct Options {
     pub reduced_dims: u32,
     /// Seed of the rotation and of the tree splits.
     pub seed: u64,
+    /// A build from fewer items than this rebuilds its forest once, when
+    /// this many are live (0 = never): an index created on an empty or
+    /// small table learns its tree space from the rows loaded later.
+    pub rebuild_rows: u32,
 }
 
 impl Default for Options {
@@ -72,6 +76,7 @@ impl Default for Options {
             leaf_size: 0,
             reduced_dims: 256,
             seed: 0x1A55_0C1A_7E5E_A12C,
+            rebuild_rows: crate::rebuild::REBUILD_ROWS,
         }
     }
 }

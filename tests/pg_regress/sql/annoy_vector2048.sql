@@ -131,6 +131,7 @@ RESET enable_seqscan;
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (trees = 0)$$) AS zero_trees;
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (trees = 65)$$) AS too_many_trees;
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (leaf_size = 1)$$) AS leaf_size_one;
+SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (rebuild_rows = -1)$$) AS negative_rebuild_rows;
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (colour = 3)$$) AS unknown_option;
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (cluster)$$) AS wrong_type;
 SELECT pg_temp.sqlstate_of($$SELECT * FROM annoy_index_check('items')$$) AS check_a_table;
