@@ -320,7 +320,9 @@ impl PgStore {
             if blk == pg_sys::InvalidBlockNumber {
                 return None;
             }
-            if blk == 0 || !self.contains(blk) {
+            // A stale entry may name the metapage, a block past the end or
+            // a page this change already holds.
+            if blk == 0 || !self.contains(blk) || self.in_group(blk) {
                 continue;
             }
             let buffer = self.read_buffer(blk);
@@ -339,6 +341,17 @@ impl PgStore {
                 pg_sys::ReleaseBuffer(buffer);
             }
         }
+    }
+
+    /// Whether the open write group holds block `blk`.
+    fn in_group(&self, blk: u32) -> bool {
+        self.group.borrow().as_ref().is_some_and(|group| {
+            group
+                .buffers
+                .iter()
+                // SAFETY: group buffers are pinned by us.
+                .any(|&buffer| unsafe { pg_sys::BufferGetBlockNumber(buffer) } == blk)
+        })
     }
 
     /// Registers a locked buffer in the write group, starting the group's

@@ -274,10 +274,14 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
                         }
                         Leaf::Entries(entries) => entries,
                     };
-                    if node.slot != 0 {
+                    let version = LeafPageHeader::read(&page).version;
+                    if node.slot != version {
                         return Err(Corruption::new(
                             node.block,
-                            format!("leaf reference with slot {}", node.slot),
+                            format!(
+                                "leaf reference to version {} of version {version}",
+                                node.slot
+                            ),
                         ));
                     }
                     for (k, (entry, stored)) in entries.iter().enumerate() {

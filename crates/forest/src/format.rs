@@ -91,7 +91,8 @@ pub const NODE_LEAF: u16 = 2;
 
 on_disk_struct! {
     /// Reference to a tree node: a split node (`block`, `slot`) or a leaf page
-    /// (`block`, slot 0). `kind == NODE_EMPTY` is the root of an empty tree.
+    /// (`block`, its [`LeafPageHeader::version`] in `slot`). `kind ==
+    /// NODE_EMPTY` is the root of an empty tree.
     pub struct NodeRef {
         pub block: u32,
         pub slot: u16,
@@ -106,10 +107,14 @@ impl NodeRef {
         slot: 0,
         kind: NODE_EMPTY,
     };
+    /// A leaf as built (version 0).
     pub fn leaf(block: u32) -> Self {
+        Self::leaf_version(block, 0)
+    }
+    pub fn leaf_version(block: u32, version: u16) -> Self {
         NodeRef {
             block,
-            slot: 0,
+            slot: version,
             kind: NODE_LEAF,
         }
     }
@@ -293,15 +298,21 @@ on_disk_struct! {
         /// Entries on the page (0 when `LEAF_SPLIT` is set).
         pub count: u16,
         pub flags: u16,
-        pub reserved: [u8; 12],
+        /// Times an insert split this leaf in place (mod 2^16). The
+        /// reference to a leaf carries the version it points at in its
+        /// `slot`, so an insert that read a parent before the leaf was
+        /// split sees the change and descends again.
+        pub version: u16,
+        pub reserved: [u8; 10],
     }
     size = 16;
 }
 
 /// Leaf flag: an insert split this leaf; the page now holds one split node
 /// ([`SplitNodeHeader`] + normal right after the header) whose children are
-/// two new leaves. Splitting in place needs no change to the parent, so a
-/// split happens under the leaf's lock alone.
+/// two new leaves. This split needs no change to the parent, so inserts use
+/// it for a root leaf (whose parent is the metapage); every other leaf is
+/// split in place (see `leaf::split_in_place`).
 pub const LEAF_SPLIT: u16 = 1;
 
 on_disk_struct! {

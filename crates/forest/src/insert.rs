@@ -5,8 +5,10 @@
 //! metapage while it stores the item record (in a free slot: its page, then
 //! the next one if the vector continues there; or at the tail page, then any
 //! new page), releases it, then descends each tree holding one page at a
-//! time; a full leaf is split while holding it and the two new leaves it
-//! allocates.
+//! time. A full leaf is split while holding it, then its parent, then the
+//! pages it allocates; only such a split locks a split page exclusively,
+//! always after the leaf below it, so no two inserts wait for each other in
+//! a cycle.
 
 use half::f16;
 
@@ -115,19 +117,60 @@ pub(crate) struct NewEntry<'a> {
     pub seed: u64,
 }
 
+/// Where the reference to a node lives: what must change when the node (a
+/// leaf) is split in place.
+#[derive(Clone, Copy, Debug)]
+enum Parent {
+    /// A tree root, in the metapage.
+    Root,
+    /// A split node of a split page.
+    Split(NodeRef),
+    /// The split node a leaf page holds instead of entries ([`LEAF_SPLIT`]).
+    Holder(u32),
+}
+
+/// Descents of one tree an insert makes before giving up: it descends again
+/// only when the leaf it reached was split in place meanwhile, which a
+/// concurrent insert does at most once per 15 or so inserts into that leaf.
+const MAX_DESCENTS: usize = 1000;
+
 /// Descends tree `t` from `root` to the leaf for `new`, holding one page at
-/// a time, and adds the entry there; a full leaf is split (under its lock,
-/// with the two leaves it allocates).
+/// a time, and adds the entry there. A full leaf is split in place: half
+/// its entries move to a new leaf and its parent gets the split node (the
+/// leaf and the parent change in one logged change, the leaf locked first);
+/// a full root leaf becomes a page holding the split node of two new leaves.
+/// If the leaf was split since its parent was read (its version is not the
+/// one the reference carries), the descent starts again.
 pub(crate) fn add_to_tree<S: PageStore>(
     store: &S,
     root: NodeRef,
     t: usize,
     new: &NewEntry,
 ) -> Result<(), Corruption> {
+    for _ in 0..MAX_DESCENTS {
+        if descend_and_add(store, root, t, new)? {
+            return Ok(());
+        }
+    }
+    Err(Corruption::new(
+        root.block,
+        format!("tree {t}: the leaf for an insert changed {MAX_DESCENTS} times in a row"),
+    ))
+}
+
+/// One descent of [`add_to_tree`]; `false` if the leaf it reached had been
+/// split meanwhile.
+fn descend_and_add<S: PageStore>(
+    store: &S,
+    root: NodeRef,
+    t: usize,
+    new: &NewEntry,
+) -> Result<bool, Corruption> {
     let td = new.point.len();
     let capacity = leaf_capacity(store.body_size(), td);
     let mut normal = vec![0f32; td];
     let mut node = root;
+    let mut parent = Parent::Root;
     for depth in 0.. {
         if depth > MAX_TREE_DEPTH {
             return Err(Corruption::new(
@@ -138,6 +181,7 @@ pub(crate) fn add_to_tree<S: PageStore>(
         match node.kind {
             NODE_SPLIT => {
                 let split = read_split(store, node, &mut normal)?;
+                parent = Parent::Split(node);
                 node = side(&split, &normal, new.point);
             }
             NODE_LEAF => {
@@ -146,24 +190,147 @@ pub(crate) fn add_to_tree<S: PageStore>(
                 let count = match leaf::parse(node.block, &page, td)? {
                     Leaf::Split(split_node) => {
                         let split = read_split_node(split_node, &mut normal);
+                        parent = Parent::Holder(node.block);
                         node = side(&split, &normal, new.point);
                         continue;
                     }
                     Leaf::Entries(entries) => entries.len(),
                 };
+                if leaf::version(&page) != node.slot {
+                    return Ok(false);
+                }
+                let extra = (new.entry, new.code);
+                let seed = new.seed ^ ((t as u64) << 48);
                 if count < capacity {
                     leaf::append(&mut page, count, &new.entry, new.code);
+                } else if let Parent::Root = parent {
+                    leaf::split(store, &mut page, td, extra, seed);
                 } else {
-                    let seed = new.seed ^ ((t as u64) << 48);
-                    leaf::split(store, &mut page, td, (new.entry, new.code), seed);
+                    // The parent joins the leaf's change; it must still point
+                    // at this version of the leaf (only a holder of the leaf's
+                    // lock repoints it).
+                    let mut parent_page = store.write(parent_block(parent));
+                    let link = ParentLink::find(parent, &parent_page, td, node)?;
+                    let (split, split_normal) =
+                        leaf::split_in_place(store, node.block, &mut page, td, extra, seed);
+                    link.replace(store, &mut parent_page, td, &split, &split_normal);
                 }
-                return Ok(());
+                return Ok(true);
             }
-            NODE_EMPTY => return Ok(()),
+            NODE_EMPTY => return Ok(true),
             kind => return Err(Corruption::new(node.block, format!("bad node kind {kind}"))),
         }
     }
     unreachable!("the loop returns")
+}
+
+fn parent_block(parent: Parent) -> u32 {
+    match parent {
+        Parent::Root => unreachable!("a root's parent is the metapage"),
+        Parent::Split(node) => node.block,
+        Parent::Holder(block) => block,
+    }
+}
+
+/// The child reference of a parent's split node that points at a leaf.
+struct ParentLink {
+    parent: Parent,
+    /// Offset of the split node's header in the parent page's body.
+    node_at: usize,
+    header: SplitNodeHeader,
+    left: bool,
+}
+
+impl ParentLink {
+    /// Finds the reference to `leaf` in the parent's split node; refuses a
+    /// parent that does not point at this version of the leaf.
+    fn find(parent: Parent, page: &[u8], td: usize, leaf: NodeRef) -> Result<Self, Corruption> {
+        let block = parent_block(parent);
+        let node_at = match parent {
+            Parent::Split(node) => {
+                let count = SplitPageHeader::read(page).count;
+                if node.slot >= count || count as usize > splits_per_page(page.len(), td) {
+                    return Err(Corruption::new(
+                        block,
+                        format!("split slot {} of {count}", node.slot),
+                    ));
+                }
+                SplitPageHeader::SIZE + node.slot as usize * split_node_bytes(td)
+            }
+            Parent::Holder(_) => match leaf::parse(block, page, td)? {
+                Leaf::Split(_) => LeafPageHeader::SIZE,
+                Leaf::Entries(_) => {
+                    return Err(Corruption::new(block, "a split leaf lost its split node"))
+                }
+            },
+            Parent::Root => unreachable!("a root's parent is the metapage"),
+        };
+        let header = SplitNodeHeader::read(&page[node_at..]);
+        let left = if header.left == leaf {
+            true
+        } else if header.right == leaf {
+            false
+        } else {
+            return Err(Corruption::new(
+                block,
+                format!("split node does not point at leaf {}", leaf.block),
+            ));
+        };
+        Ok(ParentLink {
+            parent,
+            node_at,
+            header,
+            left,
+        })
+    }
+
+    /// Points the parent at `split` instead of the leaf: the split goes into
+    /// a free slot of the parent's split page, or else into a new split page
+    /// (written and logged first).
+    fn replace<S: PageStore>(
+        &self,
+        store: &S,
+        page: &mut [u8],
+        td: usize,
+        split: &SplitNodeHeader,
+        normal: &[f32],
+    ) {
+        let node_bytes = split_node_bytes(td);
+        let count = SplitPageHeader::read(page).count;
+        let in_parent_page = match self.parent {
+            Parent::Split(_) if (count as usize) < splits_per_page(page.len(), td) => Some(count),
+            _ => None,
+        };
+        let split_ref = match in_parent_page {
+            Some(slot) => {
+                let at = SplitPageHeader::SIZE + slot as usize * node_bytes;
+                write_split_node(split, normal, &mut page[at..at + node_bytes]);
+                SplitPageHeader {
+                    count: count + 1,
+                    ..SplitPageHeader::read(page)
+                }
+                .write(page);
+                NodeRef::split(parent_block(self.parent), slot)
+            }
+            None => {
+                let (block, mut new_page) = store.allocate(PageKind::Split);
+                SplitPageHeader {
+                    count: 1,
+                    ..SplitPageHeader::default()
+                }
+                .write(&mut new_page);
+                write_split_node(split, normal, &mut new_page[SplitPageHeader::SIZE..]);
+                NodeRef::split(block, 0)
+            }
+        };
+        let mut header = self.header;
+        if self.left {
+            header.left = split_ref;
+        } else {
+            header.right = split_ref;
+        }
+        header.write(&mut page[self.node_at..]);
+    }
 }
 
 /// Stores a new record while the caller holds the metapage (whose header is

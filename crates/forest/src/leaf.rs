@@ -1,6 +1,8 @@
 //! Leaf pages, the one place that reads and writes their bodies: one leaf
 //! per page, [`LeafPageHeader`] then entries of [`LeafEntryHeader`] + int8
-//! code; a leaf split by an insert holds a split node instead
+//! code. An insert splits a full leaf in place (half its entries move to a
+//! new leaf, and the parent gets the split node); a root leaf, or one split
+//! by an older version of this code, holds its split node instead
 //! ([`LEAF_SPLIT`]). Build, insert, search, VACUUM and check all go through
 //! [`parse`], so every one of them refuses the same damage.
 
@@ -127,9 +129,65 @@ pub(crate) fn append(page: &mut [u8], count: usize, entry: &LeafEntryHeader, cod
     .write(page);
 }
 
-/// Splits a full leaf (its `count` entries) plus one new entry into two new
-/// leaves by two-means on the entries' codes; the page becomes their split
-/// node (`LEAF_SPLIT`).
+/// A full leaf's entries plus one new one, divided by a two-means
+/// hyperplane: `ids[..cut]` (indexes into `entries`) lie on its left.
+struct Division {
+    entries: Vec<LeafEntryHeader>,
+    coded: CodedItems,
+    ids: Vec<u32>,
+    normal: Vec<f32>,
+    offset: f32,
+    cut: usize,
+}
+
+impl Division {
+    /// Divides the entries of `page` (a leaf `parse` found full) and `extra`.
+    fn of(page: &[u8], reduced_dims: usize, extra: (LeafEntryHeader, &[u8]), seed: u64) -> Self {
+        let stride = code_stride(reduced_dims);
+        let count = LeafPageHeader::read(page).count as usize;
+        let mut entries = Vec::with_capacity(count + 1);
+        let mut codes = Vec::with_capacity((count + 1) * stride);
+        for k in 0..count {
+            let at = entry_offset(k, reduced_dims);
+            entries.push(LeafEntryHeader::read(&page[at..]));
+            codes.extend_from_slice(&page[at + LeafEntryHeader::SIZE..][..stride]);
+        }
+        entries.push(extra.0);
+        codes.extend_from_slice(extra.1);
+        let coded = CodedItems {
+            stride,
+            codes,
+            scales: entries.iter().map(|e| e.scale).collect(),
+            code_norms_sq: entries.iter().map(|e| e.code_norm_sq).collect(),
+        };
+        let mut ids: Vec<u32> = (0..entries.len() as u32).collect();
+        let (normal, offset, cut) =
+            two_means::split(&coded, reduced_dims, &mut Rng::new(seed), &mut ids);
+        Division {
+            entries,
+            coded,
+            ids,
+            normal,
+            offset,
+            cut,
+        }
+    }
+
+    fn side(&self, left: bool) -> impl ExactSizeIterator<Item = (LeafEntryHeader, &[u8])> + '_ {
+        let ids = if left {
+            &self.ids[..self.cut]
+        } else {
+            &self.ids[self.cut..]
+        };
+        ids.iter()
+            .map(|&i| (self.entries[i as usize], self.coded.code(i)))
+    }
+}
+
+/// Splits a full leaf (its entries plus one new entry) into two new leaves
+/// by two-means on the entries' codes; the page becomes their split node
+/// (`LEAF_SPLIT`), so the reference to it stays valid. For root leaves,
+/// whose parent is the metapage.
 pub(crate) fn split<S: PageStore>(
     store: &S,
     page: &mut [u8],
@@ -137,37 +195,11 @@ pub(crate) fn split<S: PageStore>(
     extra: (LeafEntryHeader, &[u8]),
     seed: u64,
 ) {
-    let stride = code_stride(reduced_dims);
-    let count = LeafPageHeader::read(page).count as usize;
-    let mut entries = Vec::with_capacity(count + 1);
-    let mut codes = Vec::with_capacity((count + 1) * stride);
-    for k in 0..count {
-        let at = entry_offset(k, reduced_dims);
-        entries.push(LeafEntryHeader::read(&page[at..]));
-        codes.extend_from_slice(&page[at + LeafEntryHeader::SIZE..][..stride]);
-    }
-    entries.push(extra.0);
-    codes.extend_from_slice(extra.1);
-    let coded = CodedItems {
-        stride,
-        codes,
-        scales: entries.iter().map(|e| e.scale).collect(),
-        code_norms_sq: entries.iter().map(|e| e.code_norm_sq).collect(),
-    };
-
-    let mut ids: Vec<u32> = (0..entries.len() as u32).collect();
-    let (normal, offset, cut) =
-        two_means::split(&coded, reduced_dims, &mut Rng::new(seed), &mut ids);
-    let new_leaf = |ids: &[u32]| {
-        write_new(
-            store,
-            ids.iter().map(|&i| (entries[i as usize], coded.code(i))),
-        )
-    };
+    let division = Division::of(page, reduced_dims, extra, seed);
     // Both new leaves stay locked until the split node is written, so the
     // glue can log the three pages as one change.
-    let (left, _left_page) = new_leaf(&ids[..cut]);
-    let (right, _right_page) = new_leaf(&ids[cut..]);
+    let (left, _left_page) = write_new(store, division.side(true));
+    let (right, _right_page) = write_new(store, division.side(false));
     page.fill(0);
     LeafPageHeader {
         count: 0,
@@ -178,10 +210,53 @@ pub(crate) fn split<S: PageStore>(
     let split = SplitNodeHeader {
         left: NodeRef::leaf(left),
         right: NodeRef::leaf(right),
-        offset,
+        offset: division.offset,
         reserved: 0,
     };
-    write_split_node(&split, &normal, &mut page[LeafPageHeader::SIZE..]);
+    write_split_node(&split, &division.normal, &mut page[LeafPageHeader::SIZE..]);
+}
+
+/// Splits a full leaf (page `block`: its entries plus one new entry) in
+/// place: the entries left of a two-means hyperplane stay on the page, whose
+/// version goes up, the others move to a new leaf, written (and logged)
+/// first. Returns the split node that must replace the reference to this
+/// leaf in its parent (left child: this page at its new version; right: the
+/// new leaf) with its normal. No page holds a split node alone.
+pub(crate) fn split_in_place<S: PageStore>(
+    store: &S,
+    block: u32,
+    page: &mut [u8],
+    reduced_dims: usize,
+    extra: (LeafEntryHeader, &[u8]),
+    seed: u64,
+) -> (SplitNodeHeader, Vec<f32>) {
+    let division = Division::of(page, reduced_dims, extra, seed);
+    let (right, right_page) = write_new(store, division.side(false));
+    drop(right_page);
+    let header = LeafPageHeader::read(page);
+    let version = header.version.wrapping_add(1);
+    page.fill(0);
+    LeafPageHeader {
+        count: division.cut as u16,
+        version,
+        ..header
+    }
+    .write(page);
+    for (k, (entry, code)) in division.side(true).enumerate() {
+        write_entry(page, k, &entry, code);
+    }
+    let split = SplitNodeHeader {
+        left: NodeRef::leaf_version(block, version),
+        right: NodeRef::leaf(right),
+        offset: division.offset,
+        reserved: 0,
+    };
+    (split, division.normal)
+}
+
+/// A leaf page's version ([`LeafPageHeader::version`]).
+pub(crate) fn version(page: &[u8]) -> u16 {
+    LeafPageHeader::read(page).version
 }
 
 /// Removes the entries of `dead` items from a leaf that `parse` found to

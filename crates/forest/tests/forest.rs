@@ -484,6 +484,42 @@ fn inserts_into_empty_index_split_leaves() {
     );
 }
 
+/// Inserts split full leaves in place (half the entries move to a new leaf,
+/// the parent gets the split node); only root leaves become pages holding a
+/// split node. An index grown by inserts therefore takes about the tree
+/// pages of a fresh build, not an extra page per split.
+#[test]
+fn leaf_splits_by_inserts_do_not_waste_pages() {
+    let mut gen = Clustered::new(8, 23);
+    let data = gen.items(3000);
+    let options = Options {
+        trees: 3,
+        reduced_dims: 64,
+        rebuild_rows: 0,
+        ..Options::default()
+    };
+    let (grown, _) = build_index(&data[..300], Metric::L2, options);
+    for (i, v) in data.iter().enumerate().skip(300) {
+        insert(&grown, tid(i), v).expect("insert");
+    }
+    let (fresh, _) = build_index(&data, Metric::L2, options);
+    let (g, f) = (check(&grown).expect("check"), check(&fresh).expect("check"));
+    assert_eq!(g.leaf_entries, 3 * 3000);
+    let tree_pages = |r: &imgsim_forest::CheckReport| r.leaf_pages + r.split_pages;
+    eprintln!("grown {g:?}\nfresh {f:?}");
+    assert!(
+        tree_pages(&g) * 10 <= tree_pages(&f) * 13,
+        "grown by inserts: {} tree pages, fresh build: {}",
+        tree_pages(&g),
+        tree_pages(&f)
+    );
+    let q = &gen.queries(1)[0];
+    assert_eq!(
+        exhaustive_top10(&grown, q),
+        brute_force(Metric::L2, &data, q, 10)
+    );
+}
+
 #[test]
 fn inserts_after_build_and_bulk_delete() {
     for metric in [Metric::L2, Metric::InnerProduct] {
