@@ -74,9 +74,10 @@ ok "the rebuilt index recalls like a fresh build (within 0.03)" \
     test "$(sql $PORT -c "SELECT $rebuilt >= $fresh - 0.03")" = t
 ok "it recalls better than the same index never rebuilt" \
     test "$(sql $PORT -c "SELECT $rebuilt > $never")" = t
-sizes=$(sql $PORT -c "SELECT pg_relation_size('m_annoy')::numeric / pg_relation_size('f_annoy') <= 1.4
-                          AND pg_relation_size('m_annoy') < pg_relation_size('n_annoy')")
-ok "it is smaller than the index never rebuilt, within 1.4x of the fresh build" test "$sizes" = t
+ratio=$(sql $PORT -c "SELECT round(pg_relation_size('m_annoy')::numeric / pg_relation_size('f_annoy'), 3)")
+echo "# size against the fresh build: $ratio"
+ok "its size is within 1.15x of the fresh build's (the old pages were reused)" \
+    test "$(sql $PORT -c "SELECT $ratio <= 1.15")" = t
 ok "the index never rebuilt did not" test "$(as_root grep -c 'annoy index "n_annoy" rebuilt' "$DATA/server.log")" = 0
 
 # Step by step: the rebuild gives the old pages back, later inserts reuse them.

@@ -5,10 +5,10 @@
 //! Why: an index created on an empty table (the usual migration order:
 //! `CREATE TABLE`, `CREATE INDEX`, then load) has a random tree space and
 //! trees grown only by leaf splits, and stays far below a fresh build's
-//! recall (BENCHMARKS.md). Trees grown by inserts from a forest built on
-//! 10 000 items are as good as a fresh build's (hard 100k set: recall@10
-//! 0.942 against 0.943 at search_k 2000; from 2 048 items 0.916; from none
-//! 0.828), so one rebuild at that size suffices, and it is cheap (seconds).
+//! recall (hard 100k set, 1 000 queries: recall@10 0.841 against 0.951 at
+//! search_k 2000). Trees grown by inserts from a forest built on 20 000
+//! items recall like a fresh build's (0.949; from 10 000 items 0.940), so
+//! one rebuild at that size suffices, and it takes seconds.
 //!
 //! The caller must hold the index exclusively (no scan, insert or VACUUM
 //! running, none able to start): the old pages are freed, and may be reused
@@ -25,12 +25,12 @@ use crate::store::{PageKind, PageStore};
 use crate::{Corruption, Options};
 
 /// The default of [`Options::rebuild_rows`].
-pub const REBUILD_ROWS: u32 = 10_000;
+pub const REBUILD_ROWS: u32 = 20_000;
 
 /// A rebuild is attempted while the index holds at most this many times
 /// its `rebuild_at` items: the caller locks the index exclusively for the
-/// rebuild's duration, which grows with the items (about a second per
-/// 10 000 at 8 trees), so an index that never got the chance (always in use
+/// rebuild's duration, which grows with the items (about 2 s per 10 000
+/// at 8 trees), so an index that never got the chance (always in use
 /// when it grew) is left as it is rather than locked for long.
 pub const REBUILD_MAX_GROWTH: u64 = 2;
 
