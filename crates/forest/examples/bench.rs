@@ -215,7 +215,15 @@ fn main() {
             let t = Instant::now();
             let mut last_phase: Option<(imgsim_forest::BuildPhase, Instant, f64)> = None;
             let build_cpu = process_cpu_s();
-            let items = data.iter().enumerate().map(|(i, v)| (tid(i), v.as_slice()));
+            // BENCH_BUILD_ROWS=T: build from the first T items, insert the
+            // rest (an index created on a small table, then filled).
+            let built_rows: usize = std::env::var("BENCH_BUILD_ROWS")
+                .map_or(n, |s| s.parse().expect("rows"))
+                .min(n);
+            let items = data[..built_rows]
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (tid(i), v.as_slice()));
             let stats = build(
                 &store,
                 options,
@@ -236,6 +244,9 @@ fn main() {
                 },
             )
             .expect("build");
+            for (i, v) in data.iter().enumerate().skip(built_rows) {
+                imgsim_forest::insert(&store, tid(i), v).expect("insert");
+            }
             let build_s = t.elapsed().as_secs_f64();
             println!("build cpu {:.1}s", process_cpu_s() - build_cpu);
             println!(
