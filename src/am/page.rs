@@ -519,6 +519,19 @@ impl PageStore for PgStore {
         self.begin_write(self.read_buffer(blk), None)
     }
 
+    fn try_write(&self, blk: u32) -> Option<PageWrite<'_>> {
+        let buffer = self.read_buffer(blk);
+        // SAFETY: the buffer is pinned by us; released if not locked.
+        unsafe {
+            if pg_sys::ConditionalLockBuffer(buffer) {
+                Some(self.begin_locked_write(buffer, None))
+            } else {
+                pg_sys::ReleaseBuffer(buffer);
+                None
+            }
+        }
+    }
+
     fn allocate(&self, kind: PageKind) -> (u32, PageWrite<'_>) {
         match self.reuse_free_page(kind) {
             Some(reused) => reused,

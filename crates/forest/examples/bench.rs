@@ -349,6 +349,9 @@ impl PageStore for CountingStore<'_> {
     fn write(&self, blk: u32) -> Self::Write<'_> {
         self.store.write(blk)
     }
+    fn try_write(&self, blk: u32) -> Option<Self::Write<'_>> {
+        self.store.try_write(blk)
+    }
     fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         self.store.allocate(kind)
     }

@@ -276,7 +276,11 @@ on_disk_struct! {
     pub struct SplitPageHeader {
         pub count: u16,
         pub reserved0: u16,
-        pub reserved1: u32,
+        /// A split page that took the split nodes of leaves below this page
+        /// once this page was full (0 = none yet): inserts fill it before
+        /// allocating another, so leaf splits under a full page of a build
+        /// share pages instead of taking one each.
+        pub overflow: u32,
     }
     size = 8;
 }

@@ -284,9 +284,11 @@ impl ParentLink {
         })
     }
 
-    /// Points the parent at `split` instead of the leaf: the split goes into
-    /// a free slot of the parent's split page, or else into a new split page
-    /// (written and logged first).
+    /// Points the parent at `split` instead of the leaf. The split goes into
+    /// a free slot of the parent's split page; if that is full, into the
+    /// page's overflow page (if it has room and no one holds it: it is locked
+    /// out of the top-down order, so never waited for), else into a new
+    /// split page (written and logged first), which becomes the overflow.
     fn replace<S: PageStore>(
         &self,
         store: &S,
@@ -295,33 +297,34 @@ impl ParentLink {
         split: &SplitNodeHeader,
         normal: &[f32],
     ) {
-        let node_bytes = split_node_bytes(td);
-        let count = SplitPageHeader::read(page).count;
-        let in_parent_page = match self.parent {
-            Parent::Split(_) if (count as usize) < splits_per_page(page.len(), td) => Some(count),
-            _ => None,
-        };
-        let split_ref = match in_parent_page {
-            Some(slot) => {
-                let at = SplitPageHeader::SIZE + slot as usize * node_bytes;
-                write_split_node(split, normal, &mut page[at..at + node_bytes]);
-                SplitPageHeader {
-                    count: count + 1,
-                    ..SplitPageHeader::read(page)
+        let per_page = splits_per_page(page.len(), td);
+        let split_ref = match self.parent {
+            Parent::Split(parent) => {
+                let header = SplitPageHeader::read(page);
+                if (header.count as usize) < per_page {
+                    add_split_node(page, parent.block, td, split, normal)
+                } else {
+                    let overflow = (header.overflow != 0
+                        && store.is_page_of(header.overflow, PageKind::Split))
+                    .then(|| store.try_write(header.overflow))
+                    .flatten()
+                    .filter(|o| (SplitPageHeader::read(o).count as usize) < per_page);
+                    match overflow {
+                        Some(mut o) => add_split_node(&mut o, header.overflow, td, split, normal),
+                        None => {
+                            let new = new_split_page(store, td, split, normal);
+                            SplitPageHeader {
+                                overflow: new.block,
+                                ..header
+                            }
+                            .write(page);
+                            new
+                        }
+                    }
                 }
-                .write(page);
-                NodeRef::split(parent_block(self.parent), slot)
             }
-            None => {
-                let (block, mut new_page) = store.allocate(PageKind::Split);
-                SplitPageHeader {
-                    count: 1,
-                    ..SplitPageHeader::default()
-                }
-                .write(&mut new_page);
-                write_split_node(split, normal, &mut new_page[SplitPageHeader::SIZE..]);
-                NodeRef::split(block, 0)
-            }
+            Parent::Holder(_) => new_split_page(store, td, split, normal),
+            Parent::Root => unreachable!("a root's parent is the metapage"),
         };
         let mut header = self.header;
         if self.left {
@@ -331,6 +334,38 @@ impl ParentLink {
         }
         header.write(&mut page[self.node_at..]);
     }
+}
+
+/// Adds a split node to split page `block` (body `page`, not full);
+/// returns its reference.
+fn add_split_node(
+    page: &mut [u8],
+    block: u32,
+    td: usize,
+    split: &SplitNodeHeader,
+    normal: &[f32],
+) -> NodeRef {
+    let node_bytes = split_node_bytes(td);
+    let header = SplitPageHeader::read(page);
+    let at = SplitPageHeader::SIZE + header.count as usize * node_bytes;
+    write_split_node(split, normal, &mut page[at..at + node_bytes]);
+    SplitPageHeader {
+        count: header.count + 1,
+        ..header
+    }
+    .write(page);
+    NodeRef::split(block, header.count)
+}
+
+/// A new split page holding one split node; returns its reference.
+fn new_split_page<S: PageStore>(
+    store: &S,
+    td: usize,
+    split: &SplitNodeHeader,
+    normal: &[f32],
+) -> NodeRef {
+    let (block, mut page) = store.allocate(PageKind::Split);
+    add_split_node(&mut page, block, td, split, normal)
 }
 
 /// Stores a new record while the caller holds the metapage (whose header is

@@ -88,6 +88,9 @@ pub trait PageStore {
     }
     /// Exclusive access to a body.
     fn write(&self, blk: u32) -> Self::Write<'_>;
+    /// Exclusive access to a body if no one else holds the page now
+    /// (never waits: for a page locked out of the usual order).
+    fn try_write(&self, blk: u32) -> Option<Self::Write<'_>>;
     /// A zeroed page of the given kind, returned locked exclusively: a page
     /// given back by [`free`](Self::free) if there is one, else a new one
     /// at the end.
@@ -134,6 +137,9 @@ impl<S: PageStore + ?Sized> PageStore for &S {
     }
     fn write(&self, blk: u32) -> Self::Write<'_> {
         (**self).write(blk)
+    }
+    fn try_write(&self, blk: u32) -> Option<Self::Write<'_>> {
+        (**self).try_write(blk)
     }
     fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         (**self).allocate(kind)
@@ -228,8 +234,12 @@ impl PageStore for MemStore {
     }
 
     fn write(&self, blk: u32) -> RefMut<'_, [u8]> {
-        let body = self.page(blk).body.try_borrow_mut();
-        RefMut::map(body.expect("page already locked"), |b| &mut **b)
+        self.try_write(blk).expect("page already locked")
+    }
+
+    fn try_write(&self, blk: u32) -> Option<RefMut<'_, [u8]>> {
+        let body = self.page(blk).body.try_borrow_mut().ok()?;
+        Some(RefMut::map(body, |b| &mut **b))
     }
 
     fn allocate(&self, kind: PageKind) -> (u32, RefMut<'_, [u8]>) {

@@ -486,8 +486,9 @@ fn inserts_into_empty_index_split_leaves() {
 
 /// Inserts split full leaves in place (half the entries move to a new leaf,
 /// the parent gets the split node); only root leaves become pages holding a
-/// split node. An index grown by inserts therefore takes about the tree
-/// pages of a fresh build, not an extra page per split.
+/// split node, and splits under a full split page share its overflow page.
+/// An index grown by inserts therefore takes about the tree pages of a fresh
+/// build, not an extra page per split.
 #[test]
 fn leaf_splits_by_inserts_do_not_waste_pages() {
     let mut gen = Clustered::new(8, 23);
@@ -506,9 +507,8 @@ fn leaf_splits_by_inserts_do_not_waste_pages() {
     let (g, f) = (check(&grown).expect("check"), check(&fresh).expect("check"));
     assert_eq!(g.leaf_entries, 3 * 3000);
     let tree_pages = |r: &imgsim_forest::CheckReport| r.leaf_pages + r.split_pages;
-    eprintln!("grown {g:?}\nfresh {f:?}");
     assert!(
-        tree_pages(&g) * 10 <= tree_pages(&f) * 13,
+        tree_pages(&g) * 100 <= tree_pages(&f) * 115,
         "grown by inserts: {} tree pages, fresh build: {}",
         tree_pages(&g),
         tree_pages(&f)
@@ -685,6 +685,9 @@ impl PageStore for CrashingStore {
         self.writes.set(self.writes.get() + 1);
         assert!(self.writes.get() != self.fail_at, "crash");
         self.inner.write(blk)
+    }
+    fn try_write(&self, blk: u32) -> Option<Self::Write<'_>> {
+        Some(self.write(blk))
     }
     fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         self.inner.allocate(kind)
