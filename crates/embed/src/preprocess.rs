@@ -23,7 +23,7 @@ struct Plan {
     dst_height: u32,
 }
 
-fn swaps_axes(orientation: Orientation) -> bool {
+pub(crate) fn swaps_axes(orientation: Orientation) -> bool {
     matches!(
         orientation,
         Orientation::Rotate90
