@@ -130,26 +130,9 @@ impl Embedder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preprocess::tests::{input, pre};
     use image::metadata::Orientation;
     use image::{Rgb, RgbImage};
-
-    fn pre(shorter: u32) -> Preprocess {
-        Preprocess {
-            resize_shorter_to: shorter,
-            crop: crate::manifest::Crop::Center,
-            mean: [0.5; 3],
-            std: [0.25; 3],
-            alpha_background: [0; 3],
-        }
-    }
-
-    fn input(size: u32) -> Input {
-        Input {
-            name: "input".into(),
-            width: size,
-            height: size,
-        }
-    }
 
     /// Each pixel says where it is, so a crop shows which part of the picture it came from.
     fn coordinates(w: u32, h: u32) -> RgbImage {
@@ -221,7 +204,7 @@ mod tests {
         let crops = region_inputs(
             &decoded(img, Orientation::NoTransforms),
             &pre(64),
-            &input(56),
+            &input(56, 56),
         )
         .unwrap();
         assert_eq!(crops.len(), REGION_COUNT - 1);
@@ -252,13 +235,13 @@ mod tests {
         let rotated = region_inputs(
             &decoded(stored, Orientation::Rotate90),
             &pre(64),
-            &input(56),
+            &input(56, 56),
         )
         .unwrap();
         let plain = region_inputs(
             &decoded(upright, Orientation::NoTransforms),
             &pre(64),
-            &input(56),
+            &input(56, 56),
         )
         .unwrap();
         assert_eq!(rotated, plain);
@@ -277,11 +260,11 @@ mod tests {
             size: (1600, 1200),
             downscale: 8,
         };
-        let a = region_inputs(&at_eighth, &pre(64), &input(56)).unwrap();
+        let a = region_inputs(&at_eighth, &pre(64), &input(56, 56)).unwrap();
         let b = region_inputs(
             &decoded(full, Orientation::NoTransforms),
             &pre(64),
-            &input(56),
+            &input(56, 56),
         )
         .unwrap();
         for (x, y) in a.iter().zip(&b) {
@@ -301,7 +284,7 @@ mod tests {
         let crops = region_inputs(
             &decoded(coordinates(1, 1), Orientation::NoTransforms),
             &pre(64),
-            &input(56),
+            &input(56, 56),
         )
         .unwrap();
         assert_eq!(crops.len(), REGION_COUNT - 1);
