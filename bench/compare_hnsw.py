@@ -193,9 +193,10 @@ def writes(args, items, truth):
 def filtered(args, items, queries):
     """WHERE c = $2 ORDER BY emb <-> q LIMIT 10 at 1 %, 10 % and 50 %
     selectivity: recall@10 against the exact filtered top 10 (numpy) and the
-    median latency of the plan PostgreSQL picks, through prepared statements
-    (generic plans after five executions), against the exact plan
-    (enable_indexscan off, prepared in a session of its own)."""
+    median and mean latency of the plan PostgreSQL picks, through prepared
+    statements (generic plans after five executions), against the exact plan
+    (enable_indexscan off) and the index plan (enable_seqscan off), each
+    prepared in a session of its own."""
     n_queries = min(100, len(queries))
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
@@ -218,11 +219,13 @@ def filtered(args, items, queries):
             d = sq[mask] - 2 * items[mask] @ queries[q]
             truth.append(set(ids[mask][np.argsort(d)[:10]].tolist()))
         result = {}
-        for plan in ("chosen", "exact"):
+        for plan in ("chosen", "exact", "index"):
             with psycopg.connect(args.dsn, prepare_threshold=0, autocommit=True) as conn:
                 conn.execute("SET jit = off")
                 if plan == "exact":
                     conn.execute("SET enable_indexscan = off")
+                if plan == "index":
+                    conn.execute("SET enable_seqscan = off")
                 found, times = 0, []
                 for q in range(n_queries):
                     t = time.perf_counter()
@@ -234,11 +237,12 @@ def filtered(args, items, queries):
                                     ("%FROM a_cat%",), prepare=False).fetchone()[0]
                 explain = conn.execute(f"EXPLAIN (COSTS OFF) EXECUTE {name}(0, 1)", prepare=False).fetchall()
                 scan = next(r[0].strip(" ->") for r in explain if " on a_cat" in r[0])
-                result[plan] = (found / (10 * n_queries), statistics.median(times) * 1e3, scan)
+                result[plan] = (found / (10 * n_queries), statistics.median(times) * 1e3, scan,
+                                statistics.mean(times) * 1e3)
         out.append((modulus, result))
-        print(f"{100 // modulus} %: chosen plan ({result['chosen'][2]}) recall@10 {result['chosen'][0]:.3f}, "
-              f"{result['chosen'][1]:.1f} ms; exact plan ({result['exact'][2]}) recall@10 {result['exact'][0]:.3f}, "
-              f"{result['exact'][1]:.1f} ms", flush=True)
+        print(f"{100 // modulus} %: " + "; ".join(
+            f"{plan} plan ({r[2]}) recall@10 {r[0]:.3f}, median {r[1]:.1f} ms, mean {r[3]:.1f} ms"
+            for plan, r in result.items()), flush=True)
     return out
 
 

@@ -6,6 +6,8 @@
 # usage: bench/run_embed_bench.sh [RUNS=3]   (data: ../shared/data scenes + objects)
 #   IMGSIM_BENCH_PORT, IMGSIM_BENCH_PGDATA: the cluster to use (default 55434, /var/tmp/imgsim/bench-pgdata)
 #   IMGSIM_BENCH_MANIFEST: the model both pipelines run (default: the installed bundled model)
+#   IMGSIM_BENCH_COMPARE_MANIFEST: a second model timed in the same rounds, alternating with the
+#     first (1 backend and Python), e.g. float against INT8; memory is then measured for both
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 RUNS=${1:-3}
 DATA="$REPO_ROOT/../shared/data"
@@ -48,8 +50,8 @@ embed_seconds() {
 }
 median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
-python_images_per_s() {
-    "$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "$MANIFEST" \
+python_images_per_s() {  # [MANIFEST]
+    "$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "${1:-$MANIFEST}" \
         --threads 1 --runs 1 "$IMAGES" | awk '/^throughput:/ {print $2}'
 }
 
@@ -64,11 +66,24 @@ for round in $(seq "$RUNS"); do
     ratio=$(echo "$one / $python" | bc -l)
     printf 'round %d: postgres 1 backend %.1f, 2 backends %.1f, python %.1f images/s; 1 backend / python %.2f\n' \
         "$round" "$one" "$two" "$python" "$ratio"
-    rounds+=("$one $two $python $ratio")
+    if [ -n "${IMGSIM_BENCH_COMPARE_MANIFEST:-}" ]; then
+        cmp_one=$(echo "$count / $(PGOPTIONS="-c imgsim.model=$IMGSIM_BENCH_COMPARE_MANIFEST" embed_seconds 1)" | bc -l)
+        cmp_python=$(python_images_per_s "$IMGSIM_BENCH_COMPARE_MANIFEST")
+        printf 'round %d: %s: postgres 1 backend %.1f, python %.1f images/s\n' \
+            "$round" "$(basename "$IMGSIM_BENCH_COMPARE_MANIFEST")" "$cmp_one" "$cmp_python"
+        rounds+=("$one $two $python $ratio $cmp_one $cmp_python")
+    else
+        rounds+=("$one $two $python $ratio")
+    fi
 done
 for column in 1 2 3 4; do
     printf '%s\n' "${rounds[@]}" | awk -v c=$column '{print $c}' | median
 done | paste -sd' ' | awk '{printf "median: postgres 1 backend %.1f, 2 backends %.1f, python %.1f images/s; 1 backend / python %.2f\n", $1, $2, $3, $4}'
+if [ -n "${IMGSIM_BENCH_COMPARE_MANIFEST:-}" ]; then
+    for column in 5 6; do
+        printf '%s\n' "${rounds[@]}" | awk -v c=$column '{print $c}' | median
+    done | paste -sd' ' | awk -v m="$(basename "$IMGSIM_BENCH_COMPARE_MANIFEST")" '{printf "median: %s: postgres 1 backend %.1f, python %.1f images/s\n", m, $1, $2}'
+fi
 
 begin "memory per backend: $MEMORY_BACKENDS backends embed at once, then each reads its own /proc smaps_rollup"
 # Private = Private_Clean + Private_Dirty: what each further backend adds. Pss
@@ -76,14 +91,21 @@ begin "memory per backend: $MEMORY_BACKENDS backends embed at once, then each re
 # embedded is measured first for comparison.
 rollup_kb() { awk '/^(Rss|Pss|Private_Clean|Private_Dirty):/ {v[$1] = $2} END {printf "rss %d kB, pss %d kB, private %d kB\n", v["Rss:"], v["Pss:"], v["Private_Clean:"] + v["Private_Dirty:"]}'; }
 "${PSQL[@]}" -c "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/smaps_rollup')" | rollup_kb | sed 's/^/no embedding: /'
-out=$(mktemp)
-for b in $(seq "$MEMORY_BACKENDS"); do
-    "${PSQL[@]}" -c "SELECT count(image_embedding(image)) FROM (SELECT image FROM images ORDER BY name LIMIT 50) s" \
-        -c "SELECT pg_sleep(3)" -c "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/smaps_rollup')" | rollup_kb >"$out.$b" &
-done
-wait
-for b in $(seq "$MEMORY_BACKENDS"); do sed "s/^/backend $b: /" "$out.$b"; rm -f "$out.$b"; done
-rm -f "$out"
+memory_of_backends() {
+    local out; out=$(mktemp)
+    for b in $(seq "$MEMORY_BACKENDS"); do
+        "${PSQL[@]}" -c "SELECT count(image_embedding(image)) FROM (SELECT image FROM images ORDER BY name LIMIT 50) s" \
+            -c "SELECT pg_sleep(3)" -c "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/smaps_rollup')" | rollup_kb >"$out.$b" &
+    done
+    wait
+    for b in $(seq "$MEMORY_BACKENDS"); do sed "s/^/backend $b: /" "$out.$b"; rm -f "$out.$b"; done
+    rm -f "$out"
+}
+echo "$(basename "$MANIFEST"):"; memory_of_backends
+if [ -n "${IMGSIM_BENCH_COMPARE_MANIFEST:-}" ]; then
+    echo "$(basename "$IMGSIM_BENCH_COMPARE_MANIFEST"):"
+    PGOPTIONS="-c imgsim.model=$IMGSIM_BENCH_COMPARE_MANIFEST" memory_of_backends
+fi
 
 begin "Python reference (Pillow + onnxruntime, 1 thread), same images, split by stage"
 "$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "$MANIFEST" --threads 1 "$IMAGES"

@@ -44,10 +44,22 @@ fn list(arg: Option<String>, default: &[u32]) -> Vec<u32> {
 }
 
 fn truth(metric: Metric, data: &[Vec<f16>], q: &[f16], k: usize) -> Vec<usize> {
+    truth_where(metric, data, q, k, |_| true)
+}
+
+/// The exact top `k` among the items `passes` keeps.
+fn truth_where(
+    metric: Metric,
+    data: &[Vec<f16>],
+    q: &[f16],
+    k: usize,
+    passes: impl Fn(usize) -> bool,
+) -> Vec<usize> {
     let qn = imgsim_kernels::norm_squared(q);
     let mut d: Vec<(f32, usize)> = data
         .iter()
         .enumerate()
+        .filter(|&(i, _)| passes(i))
         .map(|(i, x)| {
             (
                 exact_distance(metric, q, qn, x, imgsim_kernels::norm_squared(x)),
@@ -58,6 +70,11 @@ fn truth(metric: Metric, data: &[Vec<f16>], q: &[f16], k: usize) -> Vec<usize> {
     d.select_nth_unstable_by(k, |a, b| a.0.total_cmp(&b.0));
     d.truncate(k);
     d.into_iter().map(|(_, i)| i).collect()
+}
+
+/// An item's category in 0..100, from a hash of its number.
+fn category(i: usize) -> usize {
+    ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % 100
 }
 
 fn save_cache(path: &str, data: &[Vec<f16>], queries: &[Vec<f16>], truths: &[Vec<usize>]) {
@@ -169,6 +186,23 @@ fn main() {
     };
     let (n, nq) = (data.len(), queries.len());
     println!("{n} items, {nq} queries");
+    // BENCH_FILTER_PERCENT=P: a filtered query (an item passes with
+    // probability P %, by a hash of its number) against the exact filtered top 10.
+    let filter_percent: Option<usize> = std::env::var("BENCH_FILTER_PERCENT")
+        .ok()
+        .map(|s| s.parse().expect("percent"));
+    let passes = |i: usize| filter_percent.is_none_or(|p| category(i) < p);
+    let truths: Vec<Vec<usize>> = match filter_percent {
+        None => truths,
+        Some(p) => {
+            let truths = queries
+                .iter()
+                .map(|q| truth_where(metric, &data, q, 10, passes))
+                .collect();
+            println!("filtered to {p} % of the items");
+            truths
+        }
+    };
 
     for &d in &dims {
         for &tr in &trees {
@@ -235,6 +269,7 @@ fn main() {
                     let t = Instant::now();
                     let cpu = cpu_ns();
                     let mut total = 0.0;
+                    let mut rows = 0usize;
                     // BENCH_REPEAT=R: the queries R times (profiling).
                     let repeat =
                         std::env::var("BENCH_REPEAT").map_or(1, |s| s.parse().expect("repeat"));
@@ -242,8 +277,10 @@ fn main() {
                     for (q, tr) in queries.iter().zip(&truths).cycle().take(nq) {
                         let found: Vec<usize> = Searcher::new(&counted, q, params)
                             .expect("searcher")
-                            .take(10)
                             .map(|r| index_of(r.expect("search").0))
+                            .inspect(|_| rows += 1)
+                            .filter(|&i| passes(i))
+                            .take(10)
                             .collect();
                         total += recall(tr, &found);
                     }
@@ -252,11 +289,12 @@ fn main() {
                     let per_query =
                         |kind: PageKind| counted.reads[kind as usize].get() as f64 / nq as f64;
                     println!(
-                        "{search_k:>8} {rerank:>7} {:>9.3} {ms:>9.3} {cpu_ms:>9.3}  {:>6.0} {:>5.0} {:>5.0}",
+                        "{search_k:>8} {rerank:>7} {:>9.3} {ms:>9.3} {cpu_ms:>9.3}  {:>6.0} {:>5.0} {:>5.0}  rows {:.0}",
                         total / nq as f64,
                         per_query(PageKind::Split),
                         per_query(PageKind::Leaf),
                         per_query(PageKind::Item),
+                        rows as f64 / nq as f64,
                     );
                 }
             }

@@ -18,12 +18,7 @@ use crate::meta::{write_basis, Meta, META_BLOCK};
 use crate::pca;
 use crate::space::{dot_code, quantize, Rng, TreeSpace};
 use crate::store::{PageKind, PageStore};
-use crate::{Metric, Options, Tid};
-
-/// Two-means refinement steps per split (Annoy uses 200).
-const TWO_MEANS_STEPS: usize = 200;
-/// A split keeps at least this fraction of the node's items on each side.
-const MIN_SPLIT_FRACTION: f32 = 0.25;
+use crate::{leaf, two_means, Metric, Options, Tid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuildPhase {
@@ -518,11 +513,11 @@ impl CodedItems {
     }
 
     /// `normal · item` for a tree-space vector `normal`.
-    fn project(&self, normal: &[f32], i: u32) -> f32 {
+    pub fn project(&self, normal: &[f32], i: u32) -> f32 {
         self.scales[i as usize] * dot_code(normal, &self.code(i)[..normal.len()])
     }
 
-    fn decode_into(&self, i: u32, out: &mut [f32]) {
+    pub fn decode_into(&self, i: u32, out: &mut [f32]) {
         let s = self.scales[i as usize];
         for (o, c) in out.iter_mut().zip(self.code(i)) {
             *o = s * f32::from(*c as i8);
@@ -573,7 +568,7 @@ impl TreeBuilder<'_> {
             });
             return self.nodes.len() - 1;
         }
-        let (normal, offset, cut) = self.split(ids);
+        let (normal, offset, cut) = two_means::split(self.coded, self.reduced_dims, self.rng, ids);
         let (left_ids, right_ids) = ids.split_at_mut(cut);
         let left = self.build_node(left_ids, stop);
         let right = self.build_node(right_ids, stop);
@@ -585,83 +580,6 @@ impl TreeBuilder<'_> {
         });
         self.nodes.len() - 1
     }
-
-    /// Chooses a hyperplane for `ids` (at least 2) and reorders them so the
-    /// first `cut` lie on its left. Returns `(normal, offset, cut)`.
-    pub(crate) fn split(&mut self, ids: &mut [u32]) -> (Vec<f32>, f32, usize) {
-        let (normal, midpoint) = self.two_means(ids);
-        let mut keyed: Vec<(f32, u32)> = ids
-            .iter()
-            .map(|&i| (self.coded.project(&normal, i), i))
-            .collect();
-        keyed.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        // Cut where the two-means midpoint falls, but keep both sides at
-        // least MIN_SPLIT_FRACTION full so trees stay balanced (and identical
-        // vectors still split).
-        let n = ids.len();
-        let min_side = ((n as f32 * MIN_SPLIT_FRACTION) as usize).max(1);
-        let cut = keyed
-            .partition_point(|&(p, _)| p <= midpoint)
-            .clamp(min_side, n - min_side);
-        let threshold = 0.5 * (keyed[cut - 1].0 + keyed[cut].0);
-        for (slot, (_, i)) in ids.iter_mut().zip(&keyed) {
-            *slot = *i;
-        }
-        (normal, -threshold, cut)
-    }
-
-    /// Annoy's two-means: refine two centroids on random items, weighted by
-    /// how many items each has absorbed. Returns the unit normal from the
-    /// first centroid to the second and the centroids' midpoint projected
-    /// on it.
-    fn two_means(&mut self, ids: &[u32]) -> (Vec<f32>, f32) {
-        let td = self.reduced_dims;
-        let n = ids.len();
-        let i = self.rng.below(n);
-        let mut j = self.rng.below(n - 1);
-        if j >= i {
-            j += 1;
-        }
-        let mut c0 = vec![0f32; td];
-        let mut c1 = vec![0f32; td];
-        self.coded.decode_into(ids[i], &mut c0);
-        self.coded.decode_into(ids[j], &mut c1);
-        let (mut n0, mut n1) = (1f32, 1f32);
-        let mut v = vec![0f32; td];
-        for _ in 0..TWO_MEANS_STEPS {
-            self.coded.decode_into(ids[self.rng.below(n)], &mut v);
-            let d0 = n0 * dist_sq(&c0, &v);
-            let d1 = n1 * dist_sq(&c1, &v);
-            let (c, cnt) = if d0 < d1 {
-                (&mut c0, &mut n0)
-            } else {
-                (&mut c1, &mut n1)
-            };
-            for (ce, ve) in c.iter_mut().zip(&v) {
-                *ce = (*ce * *cnt + ve) / (*cnt + 1.0);
-            }
-            *cnt += 1.0;
-        }
-        let mut normal: Vec<f32> = c1.iter().zip(&c0).map(|(a, b)| a - b).collect();
-        let len = normal.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if len > 0.0 {
-            normal.iter_mut().for_each(|x| *x /= len);
-        } else {
-            // All sampled items identical: any direction; the balanced cut
-            // still divides the node.
-            normal[0] = 1.0;
-        }
-        let midpoint = normal
-            .iter()
-            .zip(c0.iter().zip(&c1))
-            .map(|(w, (a, b))| w * 0.5 * (a + b))
-            .sum();
-        (normal, midpoint)
-    }
-}
-
-fn dist_sq(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
 /// Writes one tree: each leaf to its own page, then the split nodes packed
@@ -690,7 +608,7 @@ fn write_tree<S: PageStore>(
             };
             (entry, coded.code(i))
         });
-        let (block, _page) = write_new_leaf(store, entries);
+        let (block, _page) = leaf::write_new(store, entries);
         refs[idx] = NodeRef::leaf(block);
         stats.leaf_pages += 1;
     }
@@ -774,31 +692,6 @@ fn pack_subtrees(nodes: &[Node], root: usize, per_page: usize) -> Vec<Vec<usize>
         pages.push(page);
     }
     pages
-}
-
-/// Writes entry `k` of a leaf page body (`code` is `code_stride` bytes).
-/// Allocates a leaf page holding `entries` (each entry's header and code);
-/// the page stays locked while the returned guard lives.
-pub(crate) fn write_new_leaf<'s, 'c, S: PageStore>(
-    store: &'s S,
-    entries: impl ExactSizeIterator<Item = (LeafEntryHeader, &'c [u8])>,
-) -> (u32, S::Write<'s>) {
-    let (block, mut page) = store.allocate(PageKind::Leaf);
-    LeafPageHeader {
-        count: entries.len() as u16,
-        ..LeafPageHeader::default()
-    }
-    .write(&mut page);
-    for (k, (entry, code)) in entries.enumerate() {
-        write_leaf_entry(&mut page, k, &entry, code);
-    }
-    (block, page)
-}
-
-pub(crate) fn write_leaf_entry(page: &mut [u8], k: usize, entry: &LeafEntryHeader, code: &[u8]) {
-    let at = LeafPageHeader::SIZE + k * (LeafEntryHeader::SIZE + code.len());
-    entry.write(&mut page[at..]);
-    page[at + LeafEntryHeader::SIZE..at + LeafEntryHeader::SIZE + code.len()].copy_from_slice(code);
 }
 
 #[cfg(test)]

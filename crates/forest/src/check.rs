@@ -6,6 +6,7 @@ use half::f16;
 
 use crate::format::*;
 use crate::items::{read_item, ItemLoc};
+use crate::leaf::{self, Leaf};
 use crate::meta::{read_basis, Meta, META_BLOCK};
 use crate::store::{PageKind, PageStore};
 use crate::Corruption;
@@ -218,9 +219,7 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
     }
 
     // Trees.
-    let entry_bytes = leaf_entry_bytes(td);
     let node_bytes = split_node_bytes(td);
-    let leaf_cap = leaf_capacity(body, td);
     let split_cap = splits_per_page(body, td);
     let mut normal = vec![0f32; td];
     for (t, root) in meta.roots.iter().enumerate() {
@@ -263,39 +262,24 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
                     claim(node.block, PageKind::Leaf)?;
                     report.leaf_pages += 1;
                     let page = store.read(node.block);
-                    let leaf = LeafPageHeader::read(&page);
-                    if leaf.flags & !LEAF_SPLIT != 0 {
-                        return Err(Corruption::new(
-                            node.block,
-                            format!("unknown leaf flags {:#x}", leaf.flags),
-                        ));
-                    }
-                    if leaf.flags & LEAF_SPLIT != 0 {
-                        let split = read_split_node(&page[LeafPageHeader::SIZE..], &mut normal);
-                        if leaf.count != 0 {
-                            return Err(Corruption::new(
-                                node.block,
-                                "split leaf still holds entries",
-                            ));
+                    let entries = match leaf::parse(node.block, &page, td)? {
+                        Leaf::Split(split_node) => {
+                            let split = read_split_node(split_node, &mut normal);
+                            check_hyperplane(node.block, &split, &normal)?;
+                            stack.push((split.left, depth + 1));
+                            stack.push((split.right, depth + 1));
+                            continue;
                         }
-                        check_hyperplane(node.block, &split, &normal)?;
-                        stack.push((split.left, depth + 1));
-                        stack.push((split.right, depth + 1));
-                        continue;
-                    }
-                    if node.slot != 0 || leaf.count as usize > leaf_cap {
+                        Leaf::Entries(entries) => entries,
+                    };
+                    if node.slot != 0 {
                         return Err(Corruption::new(
                             node.block,
-                            format!("leaf holds {} entries", leaf.count),
+                            format!("leaf reference with slot {}", node.slot),
                         ));
                     }
-                    for k in 0..leaf.count as usize {
-                        let at = LeafPageHeader::SIZE + k * entry_bytes;
-                        let entry = LeafEntryHeader::read(&page[at..]);
-                        let loc = ItemLoc {
-                            block: entry.item_block,
-                            offset: entry.item_offset,
-                        };
+                    for (k, (entry, stored)) in entries.iter().enumerate() {
+                        let loc = entry.item();
                         let bad = |d: &str| {
                             Corruption::new(node.block, format!("tree {t}, leaf entry {k}: {d}"))
                         };
@@ -307,8 +291,6 @@ pub fn check<S: PageStore>(store: &S) -> Result<CheckReport, Corruption> {
                         if !reached.insert(loc) {
                             return Err(bad("item reached twice"));
                         }
-                        let stored =
-                            &page[at + LeafEntryHeader::SIZE..at + LeafEntryHeader::SIZE + td];
                         if stored != &code[..]
                             || entry.scale.to_bits() != scale.to_bits()
                             || entry.code_norm_sq.to_bits() != code_norm_sq.to_bits()

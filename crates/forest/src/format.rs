@@ -31,6 +31,8 @@
 
 use std::mem::size_of;
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// Magic number at the start of the metapage body ("ANFR").
 pub const META_MAGIC: u32 = 0x414E_4652;
 /// Bumped on every incompatible change of any layout in this file.
@@ -49,64 +51,36 @@ pub const MAX_TREE_DEPTH: u16 = 1024;
 pub const MIN_REDUCED_DIMS: usize = 32;
 pub const MAX_REDUCED_DIMS: usize = 1024;
 
-/// A fixed-layout little-endian value that can be copied out of / into bytes.
-pub trait Pod: Sized {
-    const SIZE: usize;
+// The structs are stored in the machine's byte order, which the format
+// defines as little-endian.
+#[cfg(target_endian = "big")]
+compile_error!("the annoy on-disk format is little-endian");
+
+/// A fixed-layout value copied out of / into page bytes (which need no
+/// alignment). Implemented for every zerocopy plain-old-data type.
+pub trait OnDisk: FromBytes + IntoBytes + Immutable + Sized {
+    const SIZE: usize = size_of::<Self>();
     /// Reads from the first `SIZE` bytes. Panics if `b` is shorter: callers
     /// bound-check offsets that come from disk before calling.
-    fn read(b: &[u8]) -> Self;
-    fn write(&self, b: &mut [u8]);
-}
-
-macro_rules! pod_int {
-    ($($t:ty),*) => {$(
-        impl Pod for $t {
-            const SIZE: usize = size_of::<$t>();
-            fn read(b: &[u8]) -> Self {
-                <$t>::from_le_bytes(b[..Self::SIZE].try_into().expect("slice length checked"))
-            }
-            fn write(&self, b: &mut [u8]) {
-                b[..Self::SIZE].copy_from_slice(&self.to_le_bytes());
-            }
-        }
-    )*};
-}
-pod_int!(u8, u16, u32, u64, i8, f32);
-
-impl<const N: usize> Pod for [u8; N] {
-    const SIZE: usize = N;
     fn read(b: &[u8]) -> Self {
-        b[..N].try_into().expect("slice length checked")
+        Self::read_from_prefix(b).expect("slice length checked").0
     }
     fn write(&self, b: &mut [u8]) {
-        b[..N].copy_from_slice(self);
+        b[..Self::SIZE].copy_from_slice(self.as_bytes());
     }
 }
 
-/// Declares a `#[repr(C)]` struct, asserts at compile time that it has the
-/// given size and no padding, and implements [`Pod`] field by field.
-macro_rules! pod_struct {
+impl<T: FromBytes + IntoBytes + Immutable> OnDisk for T {}
+
+/// Declares an on-disk struct: `#[repr(C)]`, derived as plain old data by
+/// zerocopy (which refuses padding), with its size asserted.
+macro_rules! on_disk_struct {
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $field:ident: $ty:ty,)* } size = $size:expr;) => {
         $(#[$m])*
         #[repr(C)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
         pub struct $name { $($(#[$fm])* pub $field: $ty,)* }
         const _: () = assert!(size_of::<$name>() == $size);
-        const _: () = assert!(0 $(+ size_of::<$ty>())* == $size, "padding in on-disk struct");
-        impl Pod for $name {
-            const SIZE: usize = $size;
-            fn read(b: &[u8]) -> Self {
-                let mut off = 0;
-                $(let $field = <$ty as Pod>::read(&b[off..]); off += <$ty as Pod>::SIZE;)*
-                debug_assert_eq!(off, $size);
-                Self { $($field,)* }
-            }
-            fn write(&self, b: &mut [u8]) {
-                let mut off = 0;
-                $(self.$field.write(&mut b[off..]); off += <$ty as Pod>::SIZE;)*
-                debug_assert_eq!(off, $size);
-            }
-        }
     };
 }
 
@@ -115,7 +89,7 @@ pub const NODE_EMPTY: u16 = 0;
 pub const NODE_SPLIT: u16 = 1;
 pub const NODE_LEAF: u16 = 2;
 
-pod_struct! {
+on_disk_struct! {
     /// Reference to a tree node: a split node (`block`, `slot`) or a leaf page
     /// (`block`, slot 0). `kind == NODE_EMPTY` is the root of an empty tree.
     pub struct NodeRef {
@@ -148,7 +122,7 @@ impl NodeRef {
     }
 }
 
-pod_struct! {
+on_disk_struct! {
     /// Start of the metapage body.
     pub struct MetaHeader {
         pub magic: u32,
@@ -216,7 +190,7 @@ pub fn basis_checksum(stream: &[u8]) -> u64 {
 pub const META_ROOTS_OFFSET: usize = MetaHeader::SIZE;
 const _: () = assert!(META_ROOTS_OFFSET + MAX_TREES * NodeRef::SIZE <= 8152);
 
-pod_struct! {
+on_disk_struct! {
     /// Start of every item page body.
     pub struct ItemPageHeader {
         /// Next page of the item chain (0 = end).
@@ -242,7 +216,7 @@ pub const ITEM_DELETED: u16 = 1;
 /// the next free record's location (see [`ItemRecordHeader::free`]).
 pub const ITEM_FREE: u16 = 2;
 
-pod_struct! {
+on_disk_struct! {
     /// Header of an item record; the 2048 f16 of the vector follow.
     pub struct ItemRecordHeader {
         /// Heap TID, opaque: block (u32 LE) and offset (u16 LE).
@@ -289,7 +263,7 @@ impl ItemRecordHeader {
 
 pub const ITEM_RECORD_BYTES: usize = ItemRecordHeader::SIZE + VECTOR_BYTES;
 
-pod_struct! {
+on_disk_struct! {
     pub struct SplitPageHeader {
         pub count: u16,
         pub reserved0: u16,
@@ -298,7 +272,7 @@ pod_struct! {
     size = 8;
 }
 
-pod_struct! {
+on_disk_struct! {
     /// A split node; its unit normal (`reduced_dims` f32) follows. A point `v`
     /// of the tree space goes right when `normal·v + offset > 0`.
     pub struct SplitNodeHeader {
@@ -310,7 +284,7 @@ pod_struct! {
     size = 24;
 }
 
-pod_struct! {
+on_disk_struct! {
     pub struct LeafPageHeader {
         /// Entries on the page (0 when `LEAF_SPLIT` is set).
         pub count: u16,
@@ -326,7 +300,7 @@ pod_struct! {
 /// split happens under the leaf's lock alone.
 pub const LEAF_SPLIT: u16 = 1;
 
-pod_struct! {
+on_disk_struct! {
     /// A leaf entry; the item's int8 code follows (`code_stride` bytes).
     /// The item's centred tree-space vector is approximately `scale * code`.
     pub struct LeafEntryHeader {

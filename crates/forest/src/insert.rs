@@ -10,11 +10,11 @@
 
 use half::f16;
 
-use crate::build::{write_leaf_entry, write_new_leaf, CodedItems, TreeBuilder};
 use crate::format::*;
 use crate::items::{finish_insert, refill, ItemAppender, ItemLoc};
+use crate::leaf::{self, Leaf};
 use crate::meta::{Meta, META_BLOCK};
-use crate::space::{dot_f32, Rng, TreeSpace};
+use crate::space::{dot_f32, TreeSpace};
 use crate::store::{PageKind, PageStore};
 use crate::{Corruption, Tid};
 
@@ -37,7 +37,7 @@ pub fn insert<S: PageStore>(store: &S, tid: Tid, vector: &[f16]) -> Result<(), C
     // Trees of an index built empty get their first leaf now, holding the item.
     let planted: Vec<bool> = meta.roots.iter().map(|r| r.kind == NODE_EMPTY).collect();
     for root in meta.roots.iter_mut().filter(|r| r.kind == NODE_EMPTY) {
-        let (block, _leaf) = write_new_leaf(store, std::iter::once((entry, &code[..])));
+        let (block, _leaf) = leaf::write_new(store, std::iter::once((entry, &code[..])));
         *root = NodeRef::leaf(block);
     }
     meta.write_to(&mut meta_page);
@@ -132,29 +132,19 @@ pub(crate) fn add_to_tree<S: PageStore>(
             NODE_LEAF => {
                 check_kind(store, node.block, PageKind::Leaf)?;
                 let mut page = store.write(node.block);
-                let header = LeafPageHeader::read(&page);
-                if header.flags & LEAF_SPLIT != 0 {
-                    let split = read_split_node(&page[LeafPageHeader::SIZE..], &mut normal);
-                    node = side(&split, &normal, new.point);
-                    continue;
-                }
-                let count = header.count as usize;
-                if count > capacity {
-                    return Err(Corruption::new(
-                        node.block,
-                        format!("leaf holds {count} entries"),
-                    ));
-                }
-                if count < capacity {
-                    write_leaf_entry(&mut page, count, &new.entry, new.code);
-                    LeafPageHeader {
-                        count: count as u16 + 1,
-                        ..header
+                let count = match leaf::parse(node.block, &page, td)? {
+                    Leaf::Split(split_node) => {
+                        let split = read_split_node(split_node, &mut normal);
+                        node = side(&split, &normal, new.point);
+                        continue;
                     }
-                    .write(&mut page);
+                    Leaf::Entries(entries) => entries.len(),
+                };
+                if count < capacity {
+                    leaf::append(&mut page, count, &new.entry, new.code);
                 } else {
                     let seed = new.seed ^ ((t as u64) << 48);
-                    split_leaf(store, &mut page, td, (new.entry, new.code), seed);
+                    leaf::split(store, &mut page, td, (new.entry, new.code), seed);
                 }
                 return Ok(());
             }
@@ -250,71 +240,4 @@ fn side(split: &SplitNodeHeader, normal: &[f32], point: &[f32]) -> NodeRef {
     } else {
         split.left
     }
-}
-
-/// Splits a full leaf plus one new entry into two new leaves by two-means
-/// on the entries' codes; the page becomes their split node (`LEAF_SPLIT`).
-fn split_leaf<S: PageStore>(
-    store: &S,
-    page: &mut [u8],
-    reduced_dims: usize,
-    extra: (LeafEntryHeader, &[u8]),
-    seed: u64,
-) {
-    let stride = code_stride(reduced_dims);
-    let count = LeafPageHeader::read(page).count as usize;
-    let mut entries = Vec::with_capacity(count + 1);
-    let mut coded = CodedItems {
-        stride,
-        codes: Vec::new(),
-        scales: Vec::new(),
-        code_norms_sq: Vec::new(),
-    };
-    for k in 0..count {
-        let at = LeafPageHeader::SIZE + k * (LeafEntryHeader::SIZE + stride);
-        let entry = LeafEntryHeader::read(&page[at..]);
-        coded.codes.extend_from_slice(
-            &page[at + LeafEntryHeader::SIZE..at + LeafEntryHeader::SIZE + stride],
-        );
-        entries.push(entry);
-    }
-    coded.codes.extend_from_slice(extra.1);
-    entries.push(extra.0);
-    coded.scales = entries.iter().map(|e| e.scale).collect();
-    coded.code_norms_sq = entries.iter().map(|e| e.code_norm_sq).collect();
-
-    let mut rng = Rng::new(seed);
-    let mut builder = TreeBuilder {
-        coded: &coded,
-        reduced_dims,
-        leaf_size: count,
-        rng: &mut rng,
-        nodes: Vec::new(),
-    };
-    let mut ids: Vec<u32> = (0..entries.len() as u32).collect();
-    let (normal, offset, cut) = builder.split(&mut ids);
-    let new_leaf = |ids: &[u32]| {
-        write_new_leaf(
-            store,
-            ids.iter().map(|&i| (entries[i as usize], coded.code(i))),
-        )
-    };
-    // Both new leaves stay locked until the split node is written, so the
-    // glue can log the three pages as one change.
-    let (left, _left_page) = new_leaf(&ids[..cut]);
-    let (right, _right_page) = new_leaf(&ids[cut..]);
-    page.fill(0);
-    LeafPageHeader {
-        count: 0,
-        flags: LEAF_SPLIT,
-        ..LeafPageHeader::default()
-    }
-    .write(page);
-    let split = SplitNodeHeader {
-        left: NodeRef::leaf(left),
-        right: NodeRef::leaf(right),
-        offset,
-        reserved: 0,
-    };
-    write_split_node(&split, &normal, &mut page[LeafPageHeader::SIZE..]);
 }

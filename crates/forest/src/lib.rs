@@ -17,11 +17,13 @@ pub mod check;
 pub mod format;
 pub mod insert;
 mod items;
+mod leaf;
 mod meta;
 pub mod pca;
 pub mod search;
 pub mod space;
 pub mod store;
+mod two_means;
 mod types;
 pub mod vacuum;
 

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use crate::format::*;
 use crate::insert::{check_kind, read_split};
 use crate::items::ItemLoc;
+use crate::leaf::{self, Leaf};
 use crate::meta::{Meta, META_BLOCK};
 use crate::store::{PageKind, PageStore};
 use crate::{Corruption, Tid};
@@ -118,37 +119,35 @@ pub fn bulk_delete<S: PageStore>(
                     NODE_LEAF => {
                         check_kind(store, node.block, PageKind::Leaf)?;
                         // Look under a share lock; lock exclusively (and look
-                        // again) only when there is something to remove.
-                        let scan = remove_dead_entries(
-                            node.block,
-                            &mut store.read(node.block).to_vec(),
-                            &dead,
-                            td,
-                            &mut normal,
-                        )?;
-                        let scan = match scan {
-                            LeafScan::Entries(n) if n > 0 => remove_dead_entries(
-                                node.block,
-                                &mut store.write(node.block),
-                                &dead,
-                                td,
-                                &mut normal,
-                            )?,
-                            other => other,
-                        };
-                        let children = match scan {
-                            LeafScan::Split(children) => Some(children),
-                            LeafScan::Entries(removed) => {
-                                stats.leaf_entries_removed += removed as u64;
-                                None
+                        // again: an insert may have changed or split the
+                        // leaf in between) only when there is something to remove.
+                        let any_dead = match leaf::parse(node.block, &store.read(node.block), td)? {
+                            Leaf::Split(split_node) => {
+                                let split = read_split_node(split_node, &mut normal);
+                                stack.extend([(split.left, depth + 1), (split.right, depth + 1)]);
+                                continue;
+                            }
+                            Leaf::Entries(entries) => {
+                                entries.iter().any(|(e, _)| dead.contains(&e.item()))
                             }
                         };
-                        stack.extend(
-                            children
-                                .into_iter()
-                                .flatten()
-                                .map(|child| (child, depth + 1)),
-                        );
+                        if any_dead {
+                            let mut page = store.write(node.block);
+                            match leaf::parse(node.block, &page, td)? {
+                                Leaf::Split(split_node) => {
+                                    let split = read_split_node(split_node, &mut normal);
+                                    stack.extend([
+                                        (split.left, depth + 1),
+                                        (split.right, depth + 1),
+                                    ]);
+                                }
+                                Leaf::Entries(entries) => {
+                                    let count = entries.len();
+                                    let removed = leaf::remove_dead(&mut page, count, td, &dead);
+                                    stats.leaf_entries_removed += removed as u64;
+                                }
+                            }
+                        }
                     }
                     kind => {
                         return Err(Corruption::new(node.block, format!("bad node kind {kind}")))
@@ -180,59 +179,4 @@ pub fn bulk_delete<S: PageStore>(
     stats.freed = dead.len() as u64;
     stats.live = MetaHeader::read(&store.read(META_BLOCK)).live_count;
     Ok(stats)
-}
-
-enum LeafScan {
-    /// The leaf was split: its children.
-    Split([NodeRef; 2]),
-    /// Entries of dead items removed.
-    Entries(usize),
-}
-
-/// Removes entries of `dead` items from a leaf page body, compacting the rest.
-fn remove_dead_entries(
-    block: u32,
-    page: &mut [u8],
-    dead: &HashSet<ItemLoc>,
-    reduced_dims: usize,
-    normal: &mut [f32],
-) -> Result<LeafScan, Corruption> {
-    let header = LeafPageHeader::read(page);
-    if header.flags & LEAF_SPLIT != 0 {
-        let split = read_split_node(&page[LeafPageHeader::SIZE..], normal);
-        return Ok(LeafScan::Split([split.left, split.right]));
-    }
-    let entry_bytes = leaf_entry_bytes(reduced_dims);
-    let count = header.count as usize;
-    if count > leaf_capacity(page.len(), reduced_dims) {
-        return Err(Corruption::new(
-            block,
-            format!("leaf holds {count} entries"),
-        ));
-    }
-    let mut kept = 0;
-    for k in 0..count {
-        let at = LeafPageHeader::SIZE + k * entry_bytes;
-        let e = LeafEntryHeader::read(&page[at..]);
-        if !dead.contains(&ItemLoc {
-            block: e.item_block,
-            offset: e.item_offset,
-        }) {
-            page.copy_within(
-                at..at + entry_bytes,
-                LeafPageHeader::SIZE + kept * entry_bytes,
-            );
-            kept += 1;
-        }
-    }
-    if kept < count {
-        page[LeafPageHeader::SIZE + kept * entry_bytes..LeafPageHeader::SIZE + count * entry_bytes]
-            .fill(0);
-        LeafPageHeader {
-            count: kept as u16,
-            ..header
-        }
-        .write(page);
-    }
-    Ok(LeafScan::Entries(count - kept))
 }
