@@ -97,6 +97,26 @@ FROM (
     ORDER BY artwork_id, distance, region
 ) best JOIN artworks a ON a.id = best.artwork_id
 ORDER BY best.distance, a.name LIMIT 10;
+-- (a) and (b) in one statement: 14 model runs, both index scans.
+PREPARE both_forms(bytea) AS
+WITH q AS MATERIALIZED (SELECT region, emb FROM image_region_embeddings($1))
+SELECT a.name, best.distance
+FROM (
+    SELECT id, min(distance) AS distance
+    FROM (
+        SELECT m.id, m.distance FROM q
+        CROSS JOIN LATERAL (
+            SELECT id, emb <-> q.emb AS distance FROM artworks
+            ORDER BY emb <-> q.emb LIMIT 10
+        ) m
+        UNION ALL
+        SELECT artwork_id, distance FROM (
+            SELECT artwork_id, emb <-> (SELECT emb FROM q WHERE region = 0) AS distance FROM artwork_regions
+            ORDER BY emb <-> (SELECT emb FROM q WHERE region = 0) LIMIT 140
+        ) s
+    ) c GROUP BY id
+) best JOIN artworks a USING (id)
+ORDER BY best.distance, a.name LIMIT 10;
 -- The plain search, for comparison.
 PREPARE whole_picture(bytea) AS
 SELECT name, emb <-> image_embedding($1) AS distance FROM artworks
@@ -108,6 +128,7 @@ SET enable_seqscan = off;
 SET plan_cache_mode = force_generic_plan;
 EXPLAIN (COSTS OFF) EXECUTE query_regions('');
 EXPLAIN (COSTS OFF) EXECUTE stored_regions('');
+EXPLAIN (COSTS OFF) EXECUTE both_forms('');
 RESET plan_cache_mode;
 
 -- Index answers against exact ones (sequential scans and sorts, in their
@@ -131,31 +152,38 @@ END $$;
 -- off the grid of windows: the plain search finds the photo it was pasted
 -- into first; the query's regions find the pasted photo first. Model runs:
 -- 14 for the query's regions (each statement is its own transaction, so the
--- whole picture is not kept from an earlier one), one for the plain search.
+-- whole picture is not kept from an earlier one) and for both forms in one
+-- statement, one for the plain search and for the stored regions.
 SELECT imgsim_model_runs() AS runs \gset
 CREATE TEMP TABLE pasted_whole AS EXECUTE whole_picture(pg_read_binary_file(:pasted));
 SELECT imgsim_model_runs() - :runs AS whole_picture_runs;
 SELECT imgsim_model_runs() AS runs \gset
 CREATE TEMP TABLE pasted_a AS EXECUTE query_regions(pg_read_binary_file(:pasted));
 SELECT imgsim_model_runs() - :runs AS query_regions_runs;
+SELECT imgsim_model_runs() AS runs \gset
+CREATE TEMP TABLE pasted_b AS EXECUTE stored_regions(pg_read_binary_file(:pasted));
+SELECT imgsim_model_runs() - :runs AS stored_regions_runs;
+SELECT imgsim_model_runs() AS runs \gset
+CREATE TEMP TABLE pasted_both AS EXECUTE both_forms(pg_read_binary_file(:pasted));
+SELECT imgsim_model_runs() - :runs AS both_forms_runs;
 SELECT (SELECT name FROM pasted_whole ORDER BY distance, name LIMIT 1) AS whole_picture_first,
        (SELECT name FROM pasted_a ORDER BY distance, name LIMIT 1) AS query_regions_first,
        (SELECT count(*) + 1 FROM pasted_whole
         WHERE distance < (SELECT distance FROM pasted_whole WHERE name = 'coffee.png')) AS whole_picture_rank_of_coffee,
-       (SELECT region FROM pasted_a WHERE name = 'coffee.png') > 0 AS found_by_a_window;
-SELECT imgsim_model_runs() AS runs \gset
-CREATE TEMP TABLE pasted_b AS EXECUTE stored_regions(pg_read_binary_file(:pasted));
-SELECT imgsim_model_runs() - :runs AS stored_regions_runs;
+       (SELECT region FROM pasted_a WHERE name = 'coffee.png') > 0 AS found_by_a_window,
+       (SELECT name FROM pasted_both ORDER BY distance, name LIMIT 1) AS both_forms_first;
 
 -- A crop of a third of rocket.jpg: its stored regions match it far better
 -- than the whole picture does.
 CREATE TEMP TABLE crop_whole AS EXECUTE whole_picture(pg_read_binary_file(:crop));
 CREATE TEMP TABLE crop_b AS EXECUTE stored_regions(pg_read_binary_file(:crop));
 CREATE TEMP TABLE crop_a AS EXECUTE query_regions(pg_read_binary_file(:crop));
+CREATE TEMP TABLE crop_both AS EXECUTE both_forms(pg_read_binary_file(:crop));
 SELECT (SELECT name FROM crop_b ORDER BY distance, name LIMIT 1) AS stored_regions_first,
        (SELECT region FROM crop_b WHERE name = 'rocket.jpg') > 0 AS found_by_a_window,
        (SELECT distance FROM crop_b WHERE name = 'rocket.jpg')
-         < (SELECT distance FROM crop_whole WHERE name = 'rocket.jpg') - 0.1 AS closer_than_whole_picture;
+         < (SELECT distance FROM crop_whole WHERE name = 'rocket.jpg') - 0.1 AS closer_than_whole_picture,
+       (SELECT name FROM crop_both ORDER BY distance, name LIMIT 1) AS both_forms_first;
 
 -- A stored picture itself: both forms find it at distance 0 (its region 0).
 CREATE TEMP TABLE same_a AS EXECUTE query_regions(pg_read_binary_file(:'photos' || '/horse.png'));
@@ -183,17 +211,25 @@ CREATE FUNCTION pg_temp.exact_stored_regions(query bytea) RETURNS TABLE (name te
     FROM artwork_regions ar JOIN artworks a ON a.id = ar.artwork_id
     GROUP BY a.name ORDER BY distance, name LIMIT 10
 $$;
+CREATE FUNCTION pg_temp.exact_both_forms(query bytea) RETURNS TABLE (name text, distance float8) LANGUAGE sql AS $$
+    SELECT name, min(distance) AS distance
+    FROM (SELECT * FROM pg_temp.exact_query_regions(query)
+          UNION ALL SELECT * FROM pg_temp.exact_stored_regions(query)) c
+    GROUP BY name ORDER BY distance, name LIMIT 10
+$$;
 CREATE TEMP TABLE pasted_whole_exact AS SELECT * FROM pg_temp.exact_whole_picture(pg_read_binary_file(:pasted));
 CREATE TEMP TABLE pasted_a_exact AS SELECT * FROM pg_temp.exact_query_regions(pg_read_binary_file(:pasted));
 CREATE TEMP TABLE pasted_b_exact AS SELECT * FROM pg_temp.exact_stored_regions(pg_read_binary_file(:pasted));
 CREATE TEMP TABLE crop_whole_exact AS SELECT * FROM pg_temp.exact_whole_picture(pg_read_binary_file(:crop));
 CREATE TEMP TABLE crop_a_exact AS SELECT * FROM pg_temp.exact_query_regions(pg_read_binary_file(:crop));
 CREATE TEMP TABLE crop_b_exact AS SELECT * FROM pg_temp.exact_stored_regions(pg_read_binary_file(:crop));
+CREATE TEMP TABLE pasted_both_exact AS SELECT * FROM pg_temp.exact_both_forms(pg_read_binary_file(:pasted));
+CREATE TEMP TABLE crop_both_exact AS SELECT * FROM pg_temp.exact_both_forms(pg_read_binary_file(:crop));
 RESET enable_seqscan;
 RESET enable_indexscan;
 RESET enable_bitmapscan;
 SELECT t AS answers, pg_temp.same_answers(t::regclass, (t || '_exact')::regclass) AS index_equals_exact
-FROM unnest(ARRAY['pasted_whole', 'pasted_a', 'pasted_b', 'crop_whole', 'crop_a', 'crop_b']) t;
+FROM unnest(ARRAY['pasted_whole', 'pasted_a', 'pasted_b', 'pasted_both', 'crop_whole', 'crop_a', 'crop_b', 'crop_both']) t;
 SELECT count(*) AS pasted_a_rows FROM pasted_a;
 
 -- The whole picture is kept for the transaction: after image_embedding of
