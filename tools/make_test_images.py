@@ -35,10 +35,10 @@ astronaut.save(out / "derived_astronaut_large_baseline.jpg", quality=85)
 
 # Region search (issue 14): a picture pasted at half the width of another photo, off the grid of
 # image_region_embeddings' windows, and a crop of a third of a photo's area.
-host = Image.open(photos / "coffee.png").convert("RGB")
-small = chelsea.resize((host.width // 2, round(chelsea.height * host.width / 2 / chelsea.width)), Image.BILINEAR)
+host = Image.open(photos / "motorcycle_left.png").convert("RGB")
+small = coffee.resize((host.width // 2, round(coffee.height * host.width / 2 / coffee.width)), Image.BILINEAR)
 host.paste(small, (host.width * 2 // 5, host.height * 3 // 10))
-host.save(out / "derived_chelsea_pasted_in_coffee.png")
+host.save(out / "derived_coffee_pasted_in_motorcycle.png")
 rocket = Image.open(photos / "rocket.jpg").convert("RGB")
 w, h = rocket.size
 side = 3 ** -0.5  # of each side: a third of the area
