@@ -51,3 +51,7 @@ CREATE OPERATOR CLASS vector2048_cosine_ops FOR TYPE vector2048 USING annoy AS
 CREATE OPERATOR CLASS vector2048_ip_ops FOR TYPE vector2048 USING annoy AS
     OPERATOR 1 <#> (vector2048, vector2048) FOR ORDER BY float_ops,
     FUNCTION 1 annoy_inner_product_metric(internal);
+
+-- image_region_embeddings returns one row per region, always 14 (the planner
+-- would otherwise assume 1000 rows of a set-returning function).
+ALTER FUNCTION image_region_embeddings(bytea) ROWS 14;

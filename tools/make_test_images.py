@@ -3,7 +3,9 @@
 usage: make_test_images.py PHOTOS_DIR OUT_DIR
 
 Writes into OUT_DIR: re-encoded / resized / cropped copies of two
-photos (queries that are not byte-identical to any stored photo), a large
+photos (queries that are not byte-identical to any stored photo), one
+pasted at half size into another and a crop of a third of one (for region
+search), a large
 copy of a third as progressive and as baseline JPEG, a truncated JPEG, and
 a decompression bomb: a tiny valid PNG whose header declares 100000 x 100000
 pixels.
@@ -30,6 +32,17 @@ chelsea.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(out / "derived_c
 astronaut = Image.open(photos / "astronaut.png").convert("RGB").resize((2304, 2304), Image.BICUBIC)
 astronaut.save(out / "derived_astronaut_large_progressive.jpg", quality=85, progressive=True)
 astronaut.save(out / "derived_astronaut_large_baseline.jpg", quality=85)
+
+# Region search (issue 14): a picture pasted at half the width of another photo, off the grid of
+# image_region_embeddings' windows, and a crop of a third of a photo's area.
+host = Image.open(photos / "motorcycle_left.png").convert("RGB")
+small = coffee.resize((host.width // 2, round(coffee.height * host.width / 2 / coffee.width)), Image.BILINEAR)
+host.paste(small, (host.width * 2 // 5, host.height * 3 // 10))
+host.save(out / "derived_coffee_pasted_in_motorcycle.png")
+rocket = Image.open(photos / "rocket.jpg").convert("RGB")
+w, h = rocket.size
+side = 3 ** -0.5  # of each side: a third of the area
+rocket.crop((w // 8, h // 3, w // 8 + round(w * side), h // 3 + round(h * side))).save(out / "derived_rocket_third.png")
 
 jpeg = (out / "derived_chelsea_q40.jpg").read_bytes()
 (out / "derived_truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])

@@ -8,13 +8,16 @@
 //! The descriptors of the last few inputs are kept until the end of the
 //! transaction: under a generic plan `image_embedding($1)` is evaluated once
 //! per row returned, and must not run the model each time.
+//!
+//! `image_region_embeddings(bytea)` adds the descriptors of 13 windows of the
+//! picture (issue 14's region search, README "Searching by regions").
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
 use std::path::PathBuf;
 
 use half::f16;
-use imgsim_embed::{EmbedError, Embedder, Manifest, RecentInputs};
+use imgsim_embed::{region_boxes, EmbedError, Embedder, Manifest, RecentInputs};
 use pgrx::callbacks::{register_xact_callback, PgXactCallbackEvent};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting, PgSqlErrorCode};
@@ -101,7 +104,8 @@ struct Recent {
 
 thread_local! {
     static EMBEDDER: RefCell<Option<Loaded>> = const { RefCell::new(None) };
-    /// Images this backend has run through the model (not answered from `Recent`).
+    /// Model runs of this backend: one per image embedded (not answered from
+    /// `Recent`), one per region cropped out of an image.
     static MODEL_RUNS: Cell<i64> = const { Cell::new(0) };
 }
 
@@ -230,9 +234,52 @@ fn image_embedding(image: &[u8]) -> Vector2048 {
     .unwrap_or_else(|e| raise(e))
 }
 
-/// How many images this backend has run through the model: calls of
-/// `image_embedding` not answered from the descriptors kept for the
-/// transaction's latest inputs. For tests and diagnostics.
+/// The descriptors of a picture and of 13 windows of it, for region search:
+/// region 0 is the whole picture, exactly `image_embedding(image)` (answered
+/// from the descriptors kept for the transaction's latest inputs when it can
+/// be), regions 1-4 a 2x2 grid of windows of 2/3 of each side, regions 5-13 a
+/// 3x3 grid of windows of 1/2 of each side, row by row. `x`, `y`, `w`, `h` are
+/// the window's left, top, width and height as fractions of the picture once
+/// its EXIF orientation is applied. Each window is cut out and embedded as a
+/// picture of its own: 13 model runs (14 when region 0 is not kept).
+///
+/// IMMUTABLE, as image_embedding is: for a given model.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn image_region_embeddings(
+    image: &[u8],
+) -> TableIterator<
+    'static,
+    (
+        name!(region, i32),
+        name!(x, f32),
+        name!(y, f32),
+        name!(w, f32),
+        name!(h, f32),
+        name!(emb, Vector2048),
+    ),
+> {
+    let whole = image_embedding(image);
+    pg_sys::check_for_interrupts!();
+    let windows =
+        with_embedder(|loaded| loaded.embedder.embed_regions(image)).unwrap_or_else(|e| raise(e));
+    MODEL_RUNS.set(MODEL_RUNS.get() + windows.len() as i64);
+    let embeddings = std::iter::once(whole).chain(windows.iter().map(|d| to_vector(d)));
+    let rows = region_boxes()
+        .into_iter()
+        .zip(embeddings)
+        .enumerate()
+        .map(|(region, (b, emb))| {
+            let (x, y, w, h) = (b.left, b.top, b.width, b.height);
+            (region as i32, x as f32, y as f32, w as f32, h as f32, emb)
+        })
+        .collect::<Vec<_>>();
+    TableIterator::new(rows)
+}
+
+/// How many model runs this backend has made: calls of `image_embedding` not
+/// answered from the descriptors kept for the transaction's latest inputs,
+/// and 13 per `image_region_embeddings` (plus its region 0 when not kept).
+/// For tests and diagnostics.
 #[pg_extern(volatile, parallel_restricted)]
 fn imgsim_model_runs() -> i64 {
     MODEL_RUNS.get()

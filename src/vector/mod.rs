@@ -21,7 +21,7 @@ use pgrx::pg_sys;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
-use pgrx::PgSqlErrorCode;
+use pgrx::{IntoDatum, PgSqlErrorCode};
 
 use crate::error::UserError;
 
@@ -142,12 +142,25 @@ impl pgrx::FromDatum for RawDatum {
 
 unsafe impl BoxRet for Vector2048 {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
-        // SAFETY: palloc in the function's memory context (chosen by pgrx
-        // before the call) and copy the 4096 bytes the type's length says.
+        let datum = self.into_datum().expect("a vector2048 is never NULL");
+        // SAFETY: a Datum pointing at palloc'd memory of the function's call.
+        unsafe { fcinfo.return_raw_datum(datum) }
+    }
+}
+
+/// For the columns of a row a set-returning function returns.
+impl IntoDatum for Vector2048 {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        // SAFETY: palloc in the current memory context (the function's, chosen
+        // by pgrx before the call) and copy the 4096 bytes the type's length says.
         unsafe {
             let ptr = pg_sys::palloc(SIZE_BYTES).cast::<[f16; DIMS]>();
             ptr.write(*self.0);
-            fcinfo.return_raw_datum(pg_sys::Datum::from(ptr))
+            Some(pg_sys::Datum::from(ptr))
         }
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pgrx::wrappers::regtypein(SQL_NAME)
     }
 }

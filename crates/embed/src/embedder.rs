@@ -28,7 +28,7 @@ pub struct Timings {
 pub struct Embedder {
     session: Mutex<Session>,
     manifest: Manifest,
-    limits: DecodeLimits,
+    pub(crate) limits: DecodeLimits,
 }
 
 /// ONNX Runtime allows one environment per process, and it must outlive every session, so
@@ -167,11 +167,11 @@ impl Embedder {
         Ok(rows.remove(0))
     }
 
-    fn input_len(&self) -> usize {
+    pub(crate) fn input_len(&self) -> usize {
         3 * self.manifest.input.width as usize * self.manifest.input.height as usize
     }
 
-    fn descriptor_outputs(&self) -> Vec<(&str, usize)> {
+    pub(crate) fn descriptor_outputs(&self) -> Vec<(&str, usize)> {
         self.manifest
             .descriptor
             .parts
@@ -205,7 +205,7 @@ impl Embedder {
     }
 
     /// Runs one image and returns the values of each requested `(output, dims)`.
-    fn infer(
+    pub(crate) fn infer(
         &self,
         input: &[f32],
         outputs: &[(&str, usize)],
@@ -249,7 +249,7 @@ impl Embedder {
     }
 
     /// Each part's output L2-normalised and weighted, concatenated, L2-normalised.
-    fn descriptor(&self, rows: &[Vec<f32>]) -> Result<Vec<f32>, EmbedError> {
+    pub(crate) fn descriptor(&self, rows: &[Vec<f32>]) -> Result<Vec<f32>, EmbedError> {
         let mut descriptor = Vec::with_capacity(self.dims());
         for (part, row) in self.manifest.descriptor.parts.iter().zip(rows) {
             let norm = l2(row);

@@ -13,6 +13,7 @@ mod error;
 mod jpeg_dc;
 pub mod manifest;
 mod preprocess;
+mod regions;
 
 pub use cache::RecentInputs;
 pub use decode::{
@@ -21,3 +22,4 @@ pub use decode::{
 pub use embedder::{Embedder, Timings};
 pub use error::EmbedError;
 pub use manifest::Manifest;
+pub use regions::{region_boxes, RegionBox, REGION_COUNT};

@@ -23,7 +23,7 @@ struct Plan {
     dst_height: u32,
 }
 
-fn swaps_axes(orientation: Orientation) -> bool {
+pub(crate) fn swaps_axes(orientation: Orientation) -> bool {
     matches!(
         orientation,
         Orientation::Rotate90
@@ -144,7 +144,7 @@ pub(crate) fn normalise_into(crop: &RgbImage, pre: &Preprocess, out: &mut [f32])
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const ALL: [Orientation; 8] = [
@@ -158,7 +158,7 @@ mod tests {
         Orientation::Rotate270FlipH,
     ];
 
-    fn pre(shorter: u32) -> Preprocess {
+    pub(crate) fn pre(shorter: u32) -> Preprocess {
         Preprocess {
             resize_shorter_to: shorter,
             crop: crate::manifest::Crop::Center,
@@ -168,7 +168,7 @@ mod tests {
         }
     }
 
-    fn input(width: u32, height: u32) -> Input {
+    pub(crate) fn input(width: u32, height: u32) -> Input {
         Input {
             name: "input".into(),
             width,
