@@ -102,8 +102,13 @@ pub fn bulk_delete<S: PageStore>(
         let td = meta.reduced_dims();
         let mut normal = vec![0f32; td];
         for root in &meta.roots {
-            let mut stack = vec![(*root, 0)];
-            while let Some((node, depth)) = stack.pop() {
+            let mut stack = vec![Pending {
+                node: *root,
+                depth: 0,
+                parent: None,
+            }];
+            while let Some(pending) = stack.pop() {
+                let Pending { node, depth, .. } = pending;
                 if depth > MAX_TREE_DEPTH {
                     return Err(Corruption::new(
                         node.block,
@@ -114,32 +119,43 @@ pub fn bulk_delete<S: PageStore>(
                     NODE_EMPTY => {}
                     NODE_SPLIT => {
                         let split = read_split(store, node, &mut normal)?;
-                        stack.extend([(split.left, depth + 1), (split.right, depth + 1)]);
+                        stack.extend(Pending::children(&split, node, depth));
                     }
                     NODE_LEAF => {
                         check_kind(store, node.block, PageKind::Leaf)?;
                         // Look under a share lock; lock exclusively (and look
                         // again: an insert may have changed or split the
                         // leaf in between) only when there is something to remove.
-                        let any_dead = match leaf::parse(node.block, &store.read(node.block), td)? {
+                        let page = store.read(node.block);
+                        // An insert split the leaf in place since its parent
+                        // was read: look where its entries went.
+                        let moved = leaf::version(&page) != node.slot;
+                        let any_dead = match leaf::parse(node.block, &page, td)? {
                             Leaf::Split(split_node) => {
                                 let split = read_split_node(split_node, &mut normal);
-                                stack.extend([(split.left, depth + 1), (split.right, depth + 1)]);
+                                stack.extend(Pending::children(&split, node, depth));
                                 continue;
                             }
+                            Leaf::Entries(_) if moved => None,
                             Leaf::Entries(entries) => {
-                                entries.iter().any(|(e, _)| dead.contains(&e.item()))
+                                Some(entries.iter().any(|(e, _)| dead.contains(&e.item())))
                             }
+                        };
+                        drop(page);
+                        let Some(any_dead) = any_dead else {
+                            stack.push(pending.moved(store, td, &mut normal)?);
+                            continue;
                         };
                         if any_dead {
                             let mut page = store.write(node.block);
                             match leaf::parse(node.block, &page, td)? {
                                 Leaf::Split(split_node) => {
                                     let split = read_split_node(split_node, &mut normal);
-                                    stack.extend([
-                                        (split.left, depth + 1),
-                                        (split.right, depth + 1),
-                                    ]);
+                                    stack.extend(Pending::children(&split, node, depth));
+                                }
+                                Leaf::Entries(_) if leaf::version(&page) != node.slot => {
+                                    drop(page);
+                                    stack.push(pending.moved(store, td, &mut normal)?);
                                 }
                                 Leaf::Entries(entries) => {
                                     let count = entries.len();
@@ -179,4 +195,68 @@ pub fn bulk_delete<S: PageStore>(
     stats.freed = dead.len() as u64;
     stats.live = MetaHeader::read(&store.read(META_BLOCK)).live_count;
     Ok(stats)
+}
+
+/// A node the tree walk of [`bulk_delete`] has yet to visit, with the split
+/// node whose child reference it came from.
+#[derive(Clone, Copy)]
+struct Pending {
+    node: NodeRef,
+    depth: u16,
+    /// The split node (a split page's, or one a leaf page holds: a leaf
+    /// reference) and whether `node` was its left child; `None` for a root.
+    parent: Option<(NodeRef, bool)>,
+}
+
+impl Pending {
+    fn children(split: &SplitNodeHeader, of: NodeRef, depth: u16) -> [Pending; 2] {
+        [(split.left, true), (split.right, false)].map(|(node, left)| Pending {
+            node,
+            depth: depth + 1,
+            parent: Some((of, left)),
+        })
+    }
+
+    /// This leaf was split in place by an insert since its parent was read
+    /// (its version moved on), so some of its entries are now in leaves the
+    /// walk has not seen: the parent's reference, read again, names the
+    /// split node that now covers all of them (a parent is only ever
+    /// repointed from the leaf to that split). A root leaf is never split in
+    /// place.
+    fn moved<S: PageStore>(
+        self,
+        store: &S,
+        td: usize,
+        normal: &mut [f32],
+    ) -> Result<Pending, Corruption> {
+        let Some((parent, left)) = self.parent else {
+            return Err(Corruption::new(
+                self.node.block,
+                "root leaf reference names another version",
+            ));
+        };
+        let split = match parent.kind {
+            NODE_SPLIT => read_split(store, parent, normal)?,
+            _ => {
+                check_kind(store, parent.block, PageKind::Leaf)?;
+                match leaf::parse(parent.block, &store.read(parent.block), td)? {
+                    Leaf::Split(split_node) => read_split_node(split_node, normal),
+                    Leaf::Entries(_) => {
+                        return Err(Corruption::new(
+                            parent.block,
+                            "a split leaf lost its split node",
+                        ))
+                    }
+                }
+            }
+        };
+        let node = if left { split.left } else { split.right };
+        if node == self.node {
+            return Err(Corruption::new(
+                self.node.block,
+                "leaf version differs from its parent's reference",
+            ));
+        }
+        Ok(Pending { node, ..self })
+    }
 }
