@@ -288,7 +288,8 @@ mod tests {
                 let want: [u8; 3] = std::array::from_fn(|c| reference(px[c], px[3], background[c]));
                 assert_eq!(got.0, want, "{px:?} on {background:?}");
             }
-            let grey_alpha = GrayAlphaImage::from_fn(256, 256, |x, y| image::LumaA([x as u8, y as u8]));
+            let grey_alpha =
+                GrayAlphaImage::from_fn(256, 256, |x, y| image::LumaA([x as u8, y as u8]));
             let out = into_rgb8(DynamicImage::ImageLumaA8(grey_alpha.clone()), background);
             for (px, got) in grey_alpha.pixels().zip(out.pixels()) {
                 let want: [u8; 3] = std::array::from_fn(|c| reference(px[0], px[1], background[c]));
