@@ -4,7 +4,7 @@
     python3 models/test_quantization.py [--manifest models/efficientnet-lite0-int8.json] \
         [--float-manifest models/efficientnet-lite0.json]
 
-- its convolutions run in INT8, it has the float model's inputs and outputs, and it is less
+- its convolutions but the stem run in INT8, and so does the classifier; it has the float model's inputs and outputs, and it is less
   than half the float model's size;
 - it classifies scikit-image's CC0 photos as the float model does (test_conversion's classes);
 - its descriptors of those photos, whole and cropped, are close to the float model's
@@ -45,7 +45,9 @@ def photos():
 def test_model_is_int8_and_small(ctx):
     model = onnx.load(ctx.int8.model_path)
     ops = [n.op_type for n in model.graph.node]
-    assert "Conv" not in ops and ops.count("QLinearConv") == 49, sorted(set(ops))
+    assert ops.count("Conv") == 1 and ops.count("QLinearConv") == 48, sorted(set(ops))
+    assert [n.name for n in model.graph.node if n.op_type == "Conv"] == ["_conv_stem/Conv"]
+    assert "Gemm" not in ops and ops.count("QGemm") == 1, sorted(set(ops))
     reference = onnx.load(ctx.float.model_path)
     assert [i.name for i in model.graph.input] == [i.name for i in reference.graph.input]
     assert [o.name for o in model.graph.output] == [o.name for o in reference.graph.output]

@@ -231,20 +231,70 @@ fn map_error(error: ImageError, (width, height): (u32, u32), limits: &DecodeLimi
 }
 
 /// Converts any colour type to 8-bit RGB, compositing alpha onto `background`.
+///
+/// 8-bit grey and RGBA, the common cases, are converted here: `image` turns grey into RGB
+/// through float colour-space arithmetic per pixel, which made a 640x480 grey JPEG take longer
+/// to convert than to decode. Repeating the grey value gives the same bytes.
 fn into_rgb8(image: DynamicImage, background: [u8; 3]) -> RgbImage {
-    if !image.color().has_alpha() {
-        return image.into_rgb8();
-    }
-    let rgba = image.into_rgba8();
-    let (width, height) = rgba.dimensions();
-    let mut rgb = Vec::with_capacity(rgba.as_raw().len() / 4 * 3);
-    for px in rgba.as_raw().chunks_exact(4) {
-        let a = u32::from(px[3]);
+    let (width, height) = (image.width(), image.height());
+    let rgb = match image {
+        DynamicImage::ImageRgb8(rgb) => return rgb,
+        DynamicImage::ImageLuma8(grey) => grey.as_raw().iter().flat_map(|&v| [v; 3]).collect(),
+        DynamicImage::ImageLumaA8(grey) => composite::<2>(grey.as_raw(), background),
+        DynamicImage::ImageRgba8(rgba) => composite::<4>(rgba.as_raw(), background),
+        other if !other.color().has_alpha() => return other.into_rgb8(),
+        other => composite::<4>(other.into_rgba8().as_raw(), background),
+    };
+    RgbImage::from_raw(width, height, rgb).expect("buffer has width * height * 3 bytes")
+}
+
+/// Composites 8-bit pixels of `CHANNELS` values (grey + alpha or RGB + alpha) onto
+/// `background`: c * a/255 + bg * (1 - a/255), rounded half up like the Python reference.
+fn composite<const CHANNELS: usize>(pixels: &[u8], background: [u8; 3]) -> Vec<u8> {
+    let mut rgb = vec![0; pixels.len() / CHANNELS * 3];
+    for (px, out) in pixels.chunks_exact(CHANNELS).zip(rgb.chunks_exact_mut(3)) {
+        let a = u32::from(px[CHANNELS - 1]);
         for c in 0..3 {
-            // c * a/255 + bg * (1 - a/255), rounded half up like the Python reference.
-            let v = u32::from(px[c]) * a + u32::from(background[c]) * (255 - a);
-            rgb.push(((2 * v + 255) / 510) as u8);
+            let colour = u32::from(px[if CHANNELS == 2 { 0 } else { c }]);
+            let v = colour * a + u32::from(background[c]) * (255 - a);
+            out[c] = ((2 * v + 255) / 510) as u8;
         }
     }
-    RgbImage::from_raw(width, height, rgb).expect("buffer has width * height * 3 bytes")
+    rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayAlphaImage, GrayImage, RgbaImage};
+
+    /// Every value of every channel, and every alpha against two backgrounds.
+    #[test]
+    fn colour_conversion_matches_image_and_the_compositing_formula() {
+        let grey = GrayImage::from_fn(256, 1, |x, _| image::Luma([x as u8]));
+        let expected = DynamicImage::ImageLuma8(grey.clone()).to_rgb8();
+        assert_eq!(into_rgb8(DynamicImage::ImageLuma8(grey), [9; 3]), expected);
+
+        let reference = |c: u8, a: u8, bg: u8| {
+            let (c, a, bg) = (f64::from(c), f64::from(a) / 255.0, f64::from(bg));
+            (c * a + bg * (1.0 - a) + 0.5).floor() as u8
+        };
+        for background in [[255, 255, 255], [0, 128, 37]] {
+            let rgba = RgbaImage::from_fn(256, 256, |x, y| {
+                image::Rgba([x as u8, (255 - x) as u8, (x * 7 % 256) as u8, y as u8])
+            });
+            let out = into_rgb8(DynamicImage::ImageRgba8(rgba.clone()), background);
+            for (px, got) in rgba.pixels().zip(out.pixels()) {
+                let want: [u8; 3] = std::array::from_fn(|c| reference(px[c], px[3], background[c]));
+                assert_eq!(got.0, want, "{px:?} on {background:?}");
+            }
+            let grey_alpha =
+                GrayAlphaImage::from_fn(256, 256, |x, y| image::LumaA([x as u8, y as u8]));
+            let out = into_rgb8(DynamicImage::ImageLumaA8(grey_alpha.clone()), background);
+            for (px, got) in grey_alpha.pixels().zip(out.pixels()) {
+                let want: [u8; 3] = std::array::from_fn(|c| reference(px[0], px[1], background[c]));
+                assert_eq!(got.0, want, "{px:?} on {background:?}");
+            }
+        }
+    }
 }
