@@ -934,3 +934,124 @@ fn the_metapage_is_never_taken_for_another_page() {
     assert!(!store.is_page_of(leaf, PageKind::Item));
     assert!(!store.is_page_of(store.nblocks(), PageKind::Leaf));
 }
+
+/// Run once on the store by a [`HookedStore`].
+type Hook<'h> = Box<dyn FnOnce(&MemStore) + 'h>;
+
+/// A [`MemStore`] that runs `hook` once, just before the first read of
+/// block `at` (while the reader holds no page).
+struct HookedStore<'h> {
+    inner: MemStore,
+    at: u32,
+    hook: std::cell::RefCell<Option<Hook<'h>>>,
+}
+
+impl PageStore for HookedStore<'_> {
+    type Read<'a>
+        = <MemStore as PageStore>::Read<'a>
+    where
+        Self: 'a;
+    type Write<'a>
+        = <MemStore as PageStore>::Write<'a>
+    where
+        Self: 'a;
+    fn body_size(&self) -> usize {
+        self.inner.body_size()
+    }
+    fn nblocks(&self) -> u32 {
+        self.inner.nblocks()
+    }
+    fn kind(&self, blk: u32) -> Option<PageKind> {
+        self.inner.kind(blk)
+    }
+    fn read(&self, blk: u32) -> Self::Read<'_> {
+        if blk == self.at {
+            if let Some(hook) = self.hook.borrow_mut().take() {
+                hook(&self.inner);
+            }
+        }
+        self.inner.read(blk)
+    }
+    fn write(&self, blk: u32) -> Self::Write<'_> {
+        self.inner.write(blk)
+    }
+    fn try_write(&self, blk: u32) -> Option<Self::Write<'_>> {
+        self.inner.try_write(blk)
+    }
+    fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
+        self.inner.allocate(kind)
+    }
+    fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
+        self.inner.extend(kind)
+    }
+    fn free(&self, blk: u32) {
+        self.inner.free(blk)
+    }
+}
+
+/// VACUUM's tree walk reaches a leaf that inserts split in place after the
+/// walk had read its parent: the entries that moved to the new leaf are
+/// found too, so no entry of a dead item survives its record being freed.
+#[test]
+fn vacuum_follows_a_leaf_split_while_it_walks() {
+    let mut gen = Clustered::new(4, 31);
+    let data = gen.items(200);
+    let options = Options {
+        trees: 1,
+        leaf_size: 8,
+        reduced_dims: 32,
+        rebuild_rows: 0,
+        ..Options::default()
+    };
+    let (store, _) = build_index(&data, Metric::L2, options);
+    // The first leaf on the left edge of the tree (its parent a split node).
+    let meta = MetaHeader::read(&store.read(0));
+    let mut node = NodeRef::read(&store.read(0)[META_ROOTS_OFFSET..]);
+    let mut normal = vec![0f32; meta.reduced_dims as usize];
+    while node.kind == NODE_SPLIT {
+        let page = store.read(node.block);
+        let at = SplitPageHeader::SIZE + node.slot as usize * split_node_bytes(32);
+        node = read_split_node(&page[at..], &mut normal).left;
+    }
+    let leaf_page = store.read(node.block);
+    let count = LeafPageHeader::read(&leaf_page).count as usize;
+    let entry = |k: usize| {
+        LeafEntryHeader::read(&leaf_page[LeafPageHeader::SIZE + k * leaf_entry_bytes(32)..])
+    };
+    let tid_at = |e: LeafEntryHeader| {
+        let page = store.read(e.item_block);
+        Tid::from_bytes(ItemRecordHeader::read(&page[e.item_offset as usize..]).tid)
+    };
+    let in_leaf: Vec<usize> = (0..count).map(|k| index_of(tid_at(entry(k)))).collect();
+    drop(leaf_page);
+    let capacity = leaf_capacity(store.body_size(), 32);
+
+    // Just before the walk reads the leaf, copies of its first item fill it
+    // past capacity: it splits in place, moving entries to a new leaf.
+    let copy = data[in_leaf[0]].clone();
+    let hooked = HookedStore {
+        inner: store,
+        at: node.block,
+        hook: std::cell::RefCell::new(Some(Box::new(move |s: &MemStore| {
+            for i in 0..=capacity - count {
+                insert(s, tid(1000 + i), &copy).expect("insert");
+            }
+        }))),
+    };
+    let dead: HashSet<usize> = in_leaf.iter().copied().collect();
+    let stats = bulk_delete(&hooked, &mut |t| dead.contains(&index_of(t))).expect("vacuum");
+    assert!(hooked.hook.borrow().is_none(), "the walk read the leaf");
+    assert_eq!(stats.deleted as usize, dead.len());
+    assert_eq!(stats.leaf_entries_removed as usize, dead.len());
+    let store = hooked.inner;
+    let version = LeafPageHeader::read(&store.read(node.block)).version;
+    assert_ne!(version, node.slot, "the leaf was split in place meanwhile");
+    let report = check(&store).expect("no entry of a freed record is left");
+    assert_eq!(
+        report.live_items as usize,
+        200 - dead.len() + capacity - count + 1
+    );
+    assert!(all_results(&store, &data[in_leaf[0]])
+        .iter()
+        .all(|(t, _)| !dead.contains(&index_of(*t))));
+}
