@@ -658,48 +658,6 @@ fn interrupted_vacuum_is_finished_by_the_next() {
     assert_eq!(left, (0..200).filter(|i| i % 2 == 1).collect());
 }
 
-/// A [`MemStore`] whose `write` panics on its `fail_at`-th call, as a crash
-/// would cut an insert short between two WAL records.
-struct CrashingStore {
-    inner: MemStore,
-    writes: std::cell::Cell<usize>,
-    fail_at: usize,
-}
-
-impl PageStore for CrashingStore {
-    type Read<'a> = <MemStore as PageStore>::Read<'a>;
-    type Write<'a> = <MemStore as PageStore>::Write<'a>;
-    fn body_size(&self) -> usize {
-        self.inner.body_size()
-    }
-    fn nblocks(&self) -> u32 {
-        self.inner.nblocks()
-    }
-    fn kind(&self, blk: u32) -> Option<PageKind> {
-        self.inner.kind(blk)
-    }
-    fn read(&self, blk: u32) -> Self::Read<'_> {
-        self.inner.read(blk)
-    }
-    fn write(&self, blk: u32) -> Self::Write<'_> {
-        self.writes.set(self.writes.get() + 1);
-        assert!(self.writes.get() != self.fail_at, "crash");
-        self.inner.write(blk)
-    }
-    fn try_write(&self, blk: u32) -> Option<Self::Write<'_>> {
-        Some(self.write(blk))
-    }
-    fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
-        self.inner.allocate(kind)
-    }
-    fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
-        self.inner.extend(kind)
-    }
-    fn free(&self, blk: u32) {
-        self.inner.free(blk)
-    }
-}
-
 /// An insert cut off after storing its record and reaching some of the trees
 /// leaves a consistent index: `check` passes (counting the item incomplete),
 /// and VACUUM removes the item once its row is dead.
@@ -710,10 +668,9 @@ fn insert_cut_off_between_trees_is_consistent() {
     // Writes of an insert: metapage, item page, then one leaf per tree (3).
     for fail_at in 3..=5 {
         let (inner, _) = build_index(&data[..100], Metric::L2, small_options());
-        let store = CrashingStore {
-            inner,
-            writes: std::cell::Cell::new(0),
+        let store = TestStore {
             fail_at,
+            ..TestStore::new(inner)
         };
         let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             insert(&store, tid(100), &data[100])
@@ -935,18 +892,34 @@ fn the_metapage_is_never_taken_for_another_page() {
     assert!(!store.is_page_of(store.nblocks(), PageKind::Leaf));
 }
 
-/// Run once on the store by a [`HookedStore`].
+/// Run once on the store by a [`TestStore`].
 type Hook<'h> = Box<dyn FnOnce(&MemStore) + 'h>;
 
-/// A [`MemStore`] that runs `hook` once, just before the first read of
-/// block `at` (while the reader holds no page).
-struct HookedStore<'h> {
+/// A [`MemStore`] with two instruments: `write` panics on its `fail_at`-th
+/// call (0: never), as a crash would cut a change short between two WAL
+/// records; and `hook` runs once just before the first read of block
+/// `hook_at` (while the reader holds no page).
+struct TestStore<'h> {
     inner: MemStore,
-    at: u32,
+    writes: std::cell::Cell<usize>,
+    fail_at: usize,
+    hook_at: u32,
     hook: std::cell::RefCell<Option<Hook<'h>>>,
 }
 
-impl PageStore for HookedStore<'_> {
+impl TestStore<'_> {
+    fn new(inner: MemStore) -> Self {
+        TestStore {
+            inner,
+            writes: std::cell::Cell::new(0),
+            fail_at: 0,
+            hook_at: 0,
+            hook: std::cell::RefCell::new(None),
+        }
+    }
+}
+
+impl PageStore for TestStore<'_> {
     type Read<'a>
         = <MemStore as PageStore>::Read<'a>
     where
@@ -965,7 +938,7 @@ impl PageStore for HookedStore<'_> {
         self.inner.kind(blk)
     }
     fn read(&self, blk: u32) -> Self::Read<'_> {
-        if blk == self.at {
+        if blk == self.hook_at {
             if let Some(hook) = self.hook.borrow_mut().take() {
                 hook(&self.inner);
             }
@@ -973,10 +946,12 @@ impl PageStore for HookedStore<'_> {
         self.inner.read(blk)
     }
     fn write(&self, blk: u32) -> Self::Write<'_> {
+        self.writes.set(self.writes.get() + 1);
+        assert!(self.writes.get() != self.fail_at, "crash");
         self.inner.write(blk)
     }
     fn try_write(&self, blk: u32) -> Option<Self::Write<'_>> {
-        self.inner.try_write(blk)
+        Some(self.write(blk))
     }
     fn allocate(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         self.inner.allocate(kind)
@@ -1029,14 +1004,14 @@ fn vacuum_follows_a_leaf_split_while_it_walks() {
     // Just before the walk reads the leaf, copies of its first item fill it
     // past capacity: it splits in place, moving entries to a new leaf.
     let copy = data[in_leaf[0]].clone();
-    let hooked = HookedStore {
-        inner: store,
-        at: node.block,
+    let hooked = TestStore {
+        hook_at: node.block,
         hook: std::cell::RefCell::new(Some(Box::new(move |s: &MemStore| {
             for i in 0..=capacity - count {
                 insert(s, tid(1000 + i), &copy).expect("insert");
             }
         }))),
+        ..TestStore::new(store)
     };
     let dead: HashSet<usize> = in_leaf.iter().copied().collect();
     let stats = bulk_delete(&hooked, &mut |t| dead.contains(&index_of(t))).expect("vacuum");
