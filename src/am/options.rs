@@ -23,8 +23,9 @@ static mut RELOPT_KIND: pg_sys::relopt_kind::Type = 0;
 const TREES_DEFAULT: i32 = 8;
 const TREES_MAX: i32 = 64;
 const LEAF_SIZE_MAX: i32 = 1000;
-/// The rebuild locks the index for about 2 s per 10 000 rows.
-const REBUILD_ROWS_MAX: i32 = 1_000_000;
+/// The rebuild locks the index for about 2 s per 10 000 rows and codes up
+/// to twice this many rows in memory (about 120 MB at this bound).
+const REBUILD_ROWS_MAX: i32 = 100_000;
 
 pub static SEARCH_K: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_SEARCH_K as i32);
 pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_RERANK as i32);
