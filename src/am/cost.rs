@@ -40,8 +40,14 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         let index = (*path).indexinfo;
         let index_tuples = (*index).tuples.max(1.0);
         let params = options::search_params();
-        // Item pages read to re-rank; candidates scored from leaf codes.
-        let visited = (params.rerank as f64).min(index_tuples);
+        // Item pages read to re-rank; candidates scored from leaf codes. The
+        // metric's default batch (0) is priced as the largest, inner
+        // product's: the metric is not known here without opening the index.
+        let rerank = match params.rerank {
+            0 => imgsim_forest::default_rerank(imgsim_forest::Metric::InnerProduct),
+            r => r,
+        };
+        let visited = (rerank as f64).min(index_tuples);
         let scored = (params.search_k as f64).min(index_tuples);
         let mut costs = pg_sys::GenericCosts {
             numIndexTuples: visited,

@@ -6,7 +6,7 @@
 use std::ffi::CStr;
 use std::mem::offset_of;
 
-use imgsim_forest::{Options, SearchParams, DEFAULT_RERANK, DEFAULT_SEARCH_K};
+use imgsim_forest::{Options, SearchParams, DEFAULT_SEARCH_K};
 use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
 
 /// The parsed reloptions, as `build_reloptions` lays them out (a varlena).
@@ -28,7 +28,8 @@ const LEAF_SIZE_MAX: i32 = 1000;
 const REBUILD_ROWS_MAX: i32 = 100_000;
 
 pub static SEARCH_K: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_SEARCH_K as i32);
-pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_RERANK as i32);
+/// 0: the metric's default (`imgsim_forest::default_rerank`).
+pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// 0: no bound (a scan can go on to every item of the index).
 pub static MAX_SCAN_ITEMS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
@@ -79,10 +80,11 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"annoy.rerank",
-        c"Candidates per batch re-ranked with exact distances.",
-        c"The best candidates by compact code are re-ranked with the full vectors stored in the index.",
+        c"Candidates re-ranked with exact distances in an annoy scan's first batch (0: by metric).",
+        c"The best candidates by compact code are re-ranked with the full vectors stored in the index; \
+          more are re-ranked while one could still be closer. 0 takes 50 for <-> and <=>, 100 for <#>.",
         &RERANK,
-        1,
+        0,
         100_000,
         GucContext::Userset,
         GucFlags::default(),

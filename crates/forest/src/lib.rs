@@ -32,7 +32,7 @@ pub use build::{build, BuildError, BuildPhase, BuildStats, Builder};
 pub use check::{check, CheckReport};
 pub use insert::{insert, Inserted};
 pub use rebuild::{rebuild, rebuild_due, RebuildStats};
-pub use search::{SearchParams, Searcher, DEFAULT_RERANK, DEFAULT_SEARCH_K};
+pub use search::{default_rerank, SearchParams, Searcher, DEFAULT_SEARCH_K};
 pub use store::{MemStore, PageKind, PageStore};
 pub use types::{Corruption, Metric, Options, Tid};
 pub use vacuum::{bulk_delete, DeleteStats};

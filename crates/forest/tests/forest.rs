@@ -7,8 +7,8 @@ use half::f16;
 use imgsim_forest::format::*;
 use imgsim_forest::search::exact_distance;
 use imgsim_forest::{
-    build, bulk_delete, check, insert, BuildError, BuildPhase, BuildStats, Builder, MemStore,
-    Metric, Options, PageKind, PageStore, SearchParams, Searcher, Tid,
+    build, bulk_delete, check, default_rerank, insert, BuildError, BuildPhase, BuildStats, Builder,
+    MemStore, Metric, Options, PageKind, PageStore, SearchParams, Searcher, Tid,
 };
 
 const BUDGET: usize = 1 << 30;
@@ -64,6 +64,36 @@ fn recall_inner_product() {
     let r = recall_at_10(Metric::InnerProduct);
     eprintln!("inner product recall@10 {r}");
     assert!(r >= 0.95, "inner product recall@10 {r}");
+}
+
+/// `rerank` 0 (the default) takes the metric's first batch: a search with
+/// it reads the same pages as one with the metric's explicit default, and
+/// the two settings compared read different numbers of pages (the first
+/// batch reads an item per candidate), so the test can tell them apart.
+#[test]
+fn rerank_zero_takes_the_metrics_default() {
+    let mut gen = Clustered::new(5, 11);
+    let data = gen.items(1000);
+    let q = &gen.queries(1)[0];
+    for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+        let (store, _) = build_index(&data, metric, Options::default());
+        let store = TestStore::new(store);
+        let pages_read = |rerank| {
+            let params = SearchParams {
+                search_k: 500,
+                rerank,
+            };
+            let before = store.reads.get();
+            let searcher = Searcher::new(&store, q, params).expect("searcher");
+            assert_eq!(searcher.take(10).filter(Result::is_ok).count(), 10);
+            store.reads.get() - before
+        };
+        pages_read(0); // the first search also reads the basis pages
+        let default = pages_read(0);
+        assert_eq!(default, pages_read(default_rerank(metric)), "{metric:?}");
+        assert_ne!(pages_read(40), pages_read(100), "{metric:?}");
+    }
+    assert_eq!(SearchParams::default().rerank, 0);
 }
 
 /// Small index with small leaves so the trees are deep.
@@ -905,6 +935,8 @@ struct TestStore<'h> {
     fail_at: usize,
     hook_at: u32,
     hook: std::cell::RefCell<Option<Hook<'h>>>,
+    /// Pages read so far.
+    reads: std::cell::Cell<usize>,
 }
 
 impl TestStore<'_> {
@@ -915,6 +947,7 @@ impl TestStore<'_> {
             fail_at: 0,
             hook_at: 0,
             hook: std::cell::RefCell::new(None),
+            reads: std::cell::Cell::new(0),
         }
     }
 }
@@ -938,6 +971,7 @@ impl PageStore for TestStore<'_> {
         self.inner.kind(blk)
     }
     fn read(&self, blk: u32) -> Self::Read<'_> {
+        self.reads.set(self.reads.get() + 1);
         if blk == self.hook_at {
             if let Some(hook) = self.hook.borrow_mut().take() {
                 hook(&self.inner);

@@ -133,6 +133,9 @@ SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (trees
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (leaf_size = 1)$$) AS leaf_size_one;
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (rebuild_rows = -1)$$) AS negative_rebuild_rows;
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (emb) WITH (colour = 3)$$) AS unknown_option;
+-- annoy.rerank 0 (the default) lets the index's metric pick the first batch.
+SHOW annoy.rerank;
+SELECT pg_temp.sqlstate_of($$SET annoy.rerank = -1$$) AS negative_rerank;
 SELECT pg_temp.sqlstate_of($$CREATE INDEX ON items USING annoy (cluster)$$) AS wrong_type;
 SELECT pg_temp.sqlstate_of($$SELECT * FROM annoy_index_check('items')$$) AS check_a_table;
 SELECT pg_temp.sqlstate_of($$SELECT * FROM annoy_index_check('items_pkey')$$) AS check_a_btree;
