@@ -108,11 +108,14 @@ def descriptor(outputs, parts):
 
 
 class Embedder:
-    def __init__(self, manifest, threads=1):
+    def __init__(self, manifest, threads=1, config=None):
+        """config: ONNX Runtime session configuration entries (name -> value), if any."""
         self.manifest = manifest
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        for key, value in (config or {}).items():
+            opts.add_session_config_entry(key, value)
         self.session = ort.InferenceSession(manifest.model_path, opts, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
 

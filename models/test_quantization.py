@@ -4,8 +4,13 @@
     python3 models/test_quantization.py [--manifest models/efficientnet-lite0-int8.json] \
         [--float-manifest models/efficientnet-lite0.json]
 
-- its convolutions but the stem run in INT8, and so does the classifier; it has the float model's inputs and outputs, and it is less
-  than half the float model's size;
+- its convolutions but the stem and block 0's depthwise one run in INT8, and so does the
+  classifier; it has the float model's inputs and outputs, and it is less than half the float
+  model's size;
+- the int8 weights of its 1x1 convolutions and classifier have |w[2i]| + |w[2i+1]| <= 128 along
+  the input channels, and it computes the same with ONNX Runtime's exact u8 x u8 mode
+  (`session.x64quantprecision`) as with its default kernels (on a CPU without VNNI the default
+  u8 x s8 kernels saturate 16-bit pair sums, which this checks does not happen);
 - it classifies scikit-image's CC0 photos as the float model does (test_conversion's classes);
 - its descriptors of those photos, whole and cropped, are close to the float model's
   (cosine >= 0.97);
@@ -45,14 +50,50 @@ def photos():
 def test_model_is_int8_and_small(ctx):
     model = onnx.load(ctx.int8.model_path)
     ops = [n.op_type for n in model.graph.node]
-    assert ops.count("Conv") == 1 and ops.count("QLinearConv") == 48, sorted(set(ops))
-    assert [n.name for n in model.graph.node if n.op_type == "Conv"] == ["_conv_stem/Conv"]
+    # The stem's clip is fused into its convolution (FusedConv); block 0's clip became the range of
+    # the QuantizeLinear after it.
+    assert ops.count("QLinearConv") == 47, sorted(set(ops))
+    float_convs = [(n.op_type, n.name) for n in model.graph.node if n.op_type in ("Conv", "FusedConv")]
+    assert float_convs == [("FusedConv", "_conv_stem/Conv"), ("Conv", "_blocks/0/_depthwise_conv/Conv")], float_convs
     assert "Gemm" not in ops and ops.count("QGemm") == 1, sorted(set(ops))
     reference = onnx.load(ctx.float.model_path)
     assert [i.name for i in model.graph.input] == [i.name for i in reference.graph.input]
     assert [o.name for o in model.graph.output] == [o.name for o in reference.graph.output]
     size, float_size = os.path.getsize(ctx.int8.model_path), os.path.getsize(ctx.float.model_path)
     assert size < float_size / 2, (size, float_size)
+
+
+def test_weights_cannot_saturate(ctx):
+    model = onnx.load(ctx.int8.model_path)
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    checked = 0
+    for node in model.graph.node:
+        if node.op_type not in ("QLinearConv", "QGemm"):
+            continue
+        w = weights[node.input[3]]
+        assert w.dtype == np.int8, (node.name, w.dtype)
+        if node.op_type == "QLinearConv" and (w.shape[1] == 1 or w.shape[2:] != (1, 1)):
+            continue  # depthwise (one input channel per group): a kernel without pair sums
+        rows = np.abs(w.reshape(w.shape[0], -1).astype(np.int32))
+        if rows.shape[1] % 2:
+            rows = np.concatenate([rows, np.zeros((rows.shape[0], 1), np.int32)], axis=1)
+        pair_sums = rows.reshape(rows.shape[0], -1, 2).sum(axis=2)
+        assert pair_sums.max() <= 128, (node.name, int(pair_sums.max()))
+        # The grid is not coarser than it must be: most channels still reach beyond 7 bits.
+        assert np.median(rows.max(axis=1)) > 64, (node.name, float(np.median(rows.max(axis=1))))
+        checked += 1
+    assert checked == 33, checked  # 32 pointwise convolutions (expand, project, head) + the classifier
+
+
+def test_same_as_exact_integer_mode(ctx):
+    exact = pipe.Embedder(ctx.int8, config={"session.x64quantprecision": "1"})
+    lowest = 1.0
+    for name, img in ctx.photos.items():
+        x = pipe.preprocess(img, ctx.int8)[None]
+        cosine = float(ctx.int8_embedder.embed(x)[0] @ exact.embed(x)[0])
+        assert cosine > 0.9999, (name, cosine)
+        lowest = min(lowest, cosine)
+    print(f"    lowest cosine between default and exact u8 x u8 kernels: {lowest:.6f}")
 
 
 def test_classifies_like_the_float_model(ctx):
@@ -96,7 +137,8 @@ def main(argv=None):
     ctx.float_manifest_path = args.float_manifest
     ctx.int8_embedder, ctx.float_embedder = pipe.Embedder(ctx.int8), pipe.Embedder(ctx.float)
     ctx.photos = photos()
-    tests = [test_model_is_int8_and_small, test_classifies_like_the_float_model,
+    tests = [test_model_is_int8_and_small, test_weights_cannot_saturate, test_same_as_exact_integer_mode,
+             test_classifies_like_the_float_model,
              test_descriptors_close_to_the_float_model, test_quantiser_reproduces_model]
     passed = failed = 0
     for test in tests:
