@@ -35,10 +35,9 @@ pub const DEFAULT_SEARCH_K: usize = 1500;
 /// allows. For L2 and cosine 50 does (BENCHMARKS.md): the recall of 100
 /// within 0.001 on the hard 100k set (where even 30 does) and on a
 /// clustered 30k set (where 40 loses up to 0.004), and rows in exact order
-/// on clusters of isotropic
-/// noise (tests/pg_regress: 40 put 2 of 30 queries' first 25 rows out of
-/// order), for about 75 % (L2) and half (cosine) of the item pages 100
-/// reads. Inner product's estimate lacks the items' norms, and 40 loses
+/// on clusters of isotropic noise (tests/pg_regress: 40 put 2 of 30
+/// queries' first 25 rows out of order), for about 75 % (L2) and half
+/// (cosine) of the item pages 100 reads. Inner product's estimate lacks the items' norms, and 40 loses
 /// 0.02 of recall there, so it keeps 100.
 pub fn default_rerank(metric: Metric) -> usize {
     match metric {
