@@ -43,10 +43,7 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         // Item pages read to re-rank; candidates scored from leaf codes. The
         // metric's default batch (0) is priced as the largest, inner
         // product's: the metric is not known here without opening the index.
-        let rerank = match params.rerank {
-            0 => imgsim_forest::default_rerank(imgsim_forest::Metric::InnerProduct),
-            r => r,
-        };
+        let rerank = params.first_batch(imgsim_forest::Metric::InnerProduct);
         let visited = (rerank as f64).min(index_tuples);
         let scored = (params.search_k as f64).min(index_tuples);
         let mut costs = pg_sys::GenericCosts {

@@ -62,6 +62,16 @@ const RERANK_STEP: usize = 16;
 /// larger pool gives.)
 const SLACK: f32 = 0.1;
 
+impl SearchParams {
+    /// The first batch a search of an index of this metric re-ranks.
+    pub fn first_batch(&self, metric: Metric) -> usize {
+        match self.rerank {
+            0 => default_rerank(metric),
+            r => r,
+        }
+    }
+}
+
 impl Default for SearchParams {
     fn default() -> Self {
         SearchParams {
@@ -184,10 +194,7 @@ impl<S: PageStore> Searcher<S> {
             store,
             params: SearchParams {
                 search_k: params.search_k.max(1),
-                rerank: match params.rerank {
-                    0 => default_rerank(meta.space.metric),
-                    r => r,
-                },
+                rerank: params.first_batch(meta.space.metric),
             },
             query: query.to_vec(),
             query_norm_sq: imgsim_kernels::norm_squared(query),
