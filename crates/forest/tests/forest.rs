@@ -159,6 +159,34 @@ fn exhaustive_top10(store: &MemStore, q: &[f16]) -> Vec<usize> {
         .collect()
 }
 
+/// With every item scored and a first batch of one, only the stopping rule
+/// (the metric's slack) keeps rows in order: the first 25 rows of a scan
+/// (as many as pg_regress checks) must be the exact top 25, in order.
+#[test]
+fn stopping_rule_returns_rows_in_exact_order() {
+    let mut gen = Clustered::new(20, 13);
+    let data = gen.items(2000);
+    let queries = gen.queries(10);
+    for metric in [Metric::L2, Metric::Cosine] {
+        let (store, _) = build_index(&data, metric, Options::default());
+        for (i, q) in queries.iter().enumerate() {
+            let params = SearchParams {
+                search_k: data.len(),
+                rerank: 1,
+            };
+            let found: Vec<usize> = search(&store, q, params, 25)
+                .iter()
+                .map(|(t, _)| index_of(*t))
+                .collect();
+            assert_eq!(
+                found,
+                brute_force(metric, &data, q, 25),
+                "{metric:?}, query {i}"
+            );
+        }
+    }
+}
+
 #[test]
 fn first_results_match_brute_force_on_small_index() {
     let mut gen = Clustered::new(5, 8);
