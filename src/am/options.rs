@@ -20,7 +20,7 @@ struct AnnoyRelOptions {
 
 static mut RELOPT_KIND: pg_sys::relopt_kind::Type = 0;
 
-const TREES_DEFAULT: i32 = 8;
+const TREES_DEFAULT: i32 = imgsim_forest::DEFAULT_TREES as i32;
 const TREES_MAX: i32 = 64;
 const LEAF_SIZE_MAX: i32 = 1000;
 /// The rebuild locks the index for about 2 s per 10 000 rows and codes up

@@ -34,5 +34,5 @@ pub use insert::{insert, Inserted};
 pub use rebuild::{rebuild, rebuild_due, RebuildStats};
 pub use search::{default_rerank, SearchParams, Searcher, DEFAULT_SEARCH_K};
 pub use store::{MemStore, PageKind, PageStore};
-pub use types::{Corruption, Metric, Options, Tid};
+pub use types::{Corruption, Metric, Options, Tid, DEFAULT_TREES};
 pub use vacuum::{bulk_delete, DeleteStats};

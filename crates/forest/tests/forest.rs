@@ -217,7 +217,7 @@ fn one_item() {
     let report = check(&store).expect("check");
     assert_eq!(
         (report.items, report.leaf_pages, report.leaf_entries),
-        (1, 8, 8)
+        (1, 16, 16)
     );
     let found = search(&store, &v, SearchParams::default(), 10);
     assert_eq!(found, vec![(tid(0), 0.0)]);

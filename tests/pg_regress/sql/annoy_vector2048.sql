@@ -148,7 +148,7 @@ JOIN pg_am am ON am.oid = c.relam WHERE indrelid = 'items'::regclass AND amname 
 SET maintenance_work_mem = '1MB';
 CREATE INDEX items_small_memory ON items USING annoy (emb);
 RESET maintenance_work_mem;
-SELECT items, live_items, leaf_entries = 8 * items AS every_tree_has_every_item FROM annoy_index_check('items_small_memory');
+SELECT items, live_items, leaf_entries = trees * items AS every_tree_has_every_item FROM annoy_index_check('items_small_memory');
 CREATE TABLE approx_small_memory AS SELECT * FROM pg_temp.top10(true);
 SELECT avg((SELECT count(*) FROM unnest(a.ids) i WHERE i = ANY (e.ids)))::numeric(4,2) / 10 >= 0.95 AS recall_at_10_ok
 FROM exact e JOIN approx_small_memory a USING (qid);
