@@ -8,6 +8,8 @@
 #   IMGSIM_BENCH_MANIFEST: the model both pipelines run (default: the installed bundled model)
 #   IMGSIM_BENCH_COMPARE_MANIFEST: a second model timed in the same rounds, alternating with the
 #     first (1 backend and Python), e.g. float against INT8; memory is then measured for both
+#   IMGSIM_BENCH_NO_RUST=1: skip the last step (bench_embed outside PostgreSQL, which builds the
+#     embed crate's example in this checkout's target directory)
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 RUNS=${1:-3}
 DATA="$REPO_ROOT/../shared/data"
@@ -110,8 +112,10 @@ fi
 begin "Python reference (Pillow + onnxruntime, 1 thread), same images, split by stage"
 "$VENV/bin/python" "$REPO_ROOT/bench/embed_python.py" --manifest "$MANIFEST" --threads 1 "$IMAGES"
 
-begin "the same Rust pipeline outside Postgres, split by stage"
-(cd "$REPO_ROOT" && cargo run --release -q -p imgsim-embed --example bench_embed -- \
-    "$MANIFEST" "$("$PG_CONFIG" --pkglibdir)/imgsim/libonnxruntime.so" "$IMAGES")
+if [ -z "${IMGSIM_BENCH_NO_RUST:-}" ]; then
+    begin "the same Rust pipeline outside Postgres, split by stage"
+    (cd "$REPO_ROOT" && cargo run --release -q -p imgsim-embed --example bench_embed -- \
+        "$MANIFEST" "$("$PG_CONFIG" --pkglibdir)/imgsim/libonnxruntime.so" "$IMAGES")
+fi
 cluster_stop "$PGDATA_BENCH"
 CURRENT_STEP=done

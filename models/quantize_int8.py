@@ -45,6 +45,7 @@ create a session. The "all" level is not saved, as it adds layout changes specif
 """
 
 import argparse
+import io
 import os
 import random
 import sys
@@ -55,7 +56,7 @@ import onnxruntime as ort
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
 import embed_python as pipe  # noqa: E402
@@ -70,8 +71,24 @@ SEED = 1234
 PERCENTILE = 99.99
 
 
-def calibration_images(skimage_data):
+def blurred_thumbnails(img, rng):
+    """Two small blurred, JPEG-compressed copies of a calibration photo (128-320 px on the longer
+    side, blur radius 0.8-3 px, quality 60-85): the kind of input whose activations are smoother
+    than a sharp photo's. Parameters drawn from this script's own generator, not the evaluation's."""
+    for _ in range(2):
+        side = rng.randint(128, 320)
+        small = img.copy()
+        small.thumbnail((side, side), Image.BICUBIC)
+        small = small.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 3.0)))
+        buf = io.BytesIO()
+        small.save(buf, "JPEG", quality=rng.randint(60, 85))
+        buf.seek(0)
+        yield Image.open(buf).convert("RGB")
+
+
+def calibration_images(skimage_data, blur=False):
     rng = random.Random(SEED)
+    blur_rng = random.Random(SEED + 1)  # a second stream: the crops stay those of the default set
     for name in CALIBRATION_PHOTOS:
         img = pipe.decode(os.path.join(skimage_data, name), (255, 255, 255))
         yield img
@@ -82,12 +99,14 @@ def calibration_images(skimage_data):
             cw, ch = max(8, round(w * f)), max(8, round(h * f))
             left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
             yield img.crop((left, top, left + cw, top + ch))
+        if blur:
+            yield from blurred_thumbnails(img, blur_rng)
 
 
 class Photos(CalibrationDataReader):
-    def __init__(self, manifest, skimage_data):
+    def __init__(self, manifest, skimage_data, blur=False):
         self.batches = iter([{manifest.input_name: pipe.preprocess(img, manifest)[None]}
-                             for img in calibration_images(skimage_data)])
+                             for img in calibration_images(skimage_data, blur)])
 
     def get_next(self):
         return next(self.batches, None)
@@ -100,14 +119,19 @@ PAIR_LIMIT = 128  # 255 * 128 = 32640 <= 32767: a u8 x s8 pair sum fits a signed
 SCALE_FACTORS = np.linspace(1.0, 2.0, 41)  # candidate scales, times max|w| / 127
 
 
-def float_nodes(model):
+def float_nodes(model, extra_prefixes=()):
     """Names of the nodes that stay in float: the pools, the flattens, the stem convolution and
-    block 0's depthwise convolution with their clips."""
+    block 0's depthwise convolution with their clips, and every node whose name starts with one of
+    extra_prefixes (e.g. "_blocks/1/": a whole block, to measure what its quantisation costs)."""
     names = [n.name for n in model.graph.node]
     missing = [s for s in FLOAT_CONV_NODES if s not in names]
     if missing:
         raise SystemExit(f"the model has no nodes {missing}")
-    return FLOAT_CONV_NODES + [n.name for n in model.graph.node if n.op_type in ("GlobalAveragePool", "Flatten")]
+    extra = [n for n in names if any(n.startswith(p) for p in extra_prefixes)]
+    if extra_prefixes and not extra:
+        raise SystemExit(f"no nodes start with {list(extra_prefixes)}")
+    return (FLOAT_CONV_NODES + [n for n in extra if n not in FLOAT_CONV_NODES]
+            + [n.name for n in model.graph.node if n.op_type in ("GlobalAveragePool", "Flatten")])
 
 
 def pair_safe_channel(w):
@@ -145,7 +169,7 @@ def pair_safe_channel(w):
     return best[1], best[2]
 
 
-def pair_safe_weights(model):
+def pair_safe_weights(model, skip=()):
     """Replaces, in place, the weights of every 1x1 convolution quantised to INT8 and of the
     classifier (per output channel, input channels along the rest) by pair-safe grid values;
     returns the per-channel range overrides that make the quantiser use the same grid."""
@@ -153,7 +177,7 @@ def pair_safe_weights(model):
     initializers = {i.name: i for i in model.graph.initializer}
     overrides = {}
     for node in model.graph.node:
-        if node.name in FLOAT_CONV_NODES or node.op_type not in ("Conv", "Gemm"):
+        if node.name in FLOAT_CONV_NODES or node.name in skip or node.op_type not in ("Conv", "Gemm"):
             continue
         weights = numpy_helper.to_array(initializers[node.input[1]])
         attrs = {a.name: a for a in node.attribute}
@@ -181,6 +205,14 @@ def main(argv=None):
     ap.add_argument("--manifest", default=os.path.join(here, "efficientnet-lite0.json"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="percentile")
+    # For measurements only; the defaults make the shipped model.
+    ap.add_argument("--percentile", type=float, default=PERCENTILE)
+    ap.add_argument("--no-pair-safe", action="store_true",
+                    help="plain per-channel int8 weights (saturates on x86-64 CPUs without VNNI)")
+    ap.add_argument("--float-prefix", action="append", default=[],
+                    help="also keep in float every node whose name starts with this (repeatable)")
+    ap.add_argument("--calibrate-blur", action="store_true",
+                    help="add two blurred JPEG thumbnails of each calibration photo to the calibration set")
     args = ap.parse_args(argv)
 
     import skimage.data
@@ -193,16 +225,17 @@ def main(argv=None):
         for node in model.graph.node:  # quantize_static needs node names to exclude nodes
             if not node.name:
                 node.name = node.output[0]
-        overrides = pair_safe_weights(model)
+        excluded = float_nodes(model, args.float_prefix)
+        overrides = {} if args.no_pair_safe else pair_safe_weights(model, set(excluded))
         onnx.save(model, prepared)
         quantize_static(
-            prepared, quantised, Photos(manifest, skimage_data),
+            prepared, quantised, Photos(manifest, skimage_data, args.calibrate_blur),
             quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[args.method],
-            nodes_to_exclude=float_nodes(model),
-            extra_options={"CalibPercentile": PERCENTILE, "TensorQuantOverrides": overrides},
+            nodes_to_exclude=excluded,
+            extra_options={"CalibPercentile": args.percentile, "TensorQuantOverrides": overrides},
         )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
@@ -213,7 +246,7 @@ def main(argv=None):
             if os.path.exists(path):
                 os.remove(path)
     print(f"wrote {args.out}: {os.path.getsize(args.out)} bytes ({args.method} calibration, "
-          f"{len(CALIBRATION_PHOTOS) * (2 + CROPS_PER_PHOTO)} calibration images)")
+          f"{len(CALIBRATION_PHOTOS) * (2 + CROPS_PER_PHOTO + 2 * args.calibrate_blur)} calibration images)")
     return 0
 
 

@@ -14,6 +14,7 @@
 - it classifies scikit-image's CC0 photos as the float model does (test_conversion's classes);
 - its descriptors of those photos, whole and cropped, are close to the float model's
   (cosine >= 0.97);
+- the measurement option --calibrate-blur leaves the default calibration images as they are;
 - quantising again reproduces the model file byte for byte.
 
 Exits non-zero on failure; the last line is "N passed, N failed".
@@ -116,6 +117,23 @@ def test_descriptors_close_to_the_float_model(ctx):
     print(f"    lowest cosine to the float model: {lowest:.4f}")
 
 
+def test_blur_option_keeps_the_default_calibration_set(ctx):
+    # --calibrate-blur (a measurement option) adds two small blurred copies per photo from its own
+    # random stream: the default images, and so the shipped model, must not depend on it.
+    data = os.path.dirname(skimage.data.__file__)
+    plain = list(quantize_int8.calibration_images(data))
+    with_blur = list(quantize_int8.calibration_images(data, blur=True))
+    per_photo = 2 + quantize_int8.CROPS_PER_PHOTO
+    assert len(plain) == len(quantize_int8.CALIBRATION_PHOTOS) * per_photo, len(plain)
+    assert len(with_blur) == len(quantize_int8.CALIBRATION_PHOTOS) * (per_photo + 2), len(with_blur)
+    for i in range(len(quantize_int8.CALIBRATION_PHOTOS)):
+        block = with_blur[i * (per_photo + 2):(i + 1) * (per_photo + 2)]
+        for a, b in zip(block[:per_photo], plain[i * per_photo:(i + 1) * per_photo]):
+            assert a.size == b.size and np.array_equal(np.asarray(a), np.asarray(b)), i
+        for thumb in block[per_photo:]:
+            assert max(thumb.size) <= 320 and thumb.mode == "RGB", thumb.size
+
+
 def test_quantiser_reproduces_model(ctx):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "again.onnx")
@@ -139,7 +157,8 @@ def main(argv=None):
     ctx.photos = photos()
     tests = [test_model_is_int8_and_small, test_weights_cannot_saturate, test_same_as_exact_integer_mode,
              test_classifies_like_the_float_model,
-             test_descriptors_close_to_the_float_model, test_quantiser_reproduces_model]
+             test_descriptors_close_to_the_float_model, test_blur_option_keeps_the_default_calibration_set,
+             test_quantiser_reproduces_model]
     passed = failed = 0
     for test in tests:
         try:
