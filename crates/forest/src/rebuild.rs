@@ -29,8 +29,8 @@ pub const REBUILD_ROWS: u32 = 20_000;
 
 /// A rebuild is attempted while the index holds at most this many times
 /// its `rebuild_at` items: the caller locks the index exclusively for the
-/// rebuild's duration, which grows with the items (about 2 s per 10 000
-/// at 8 trees), so an index that never got the chance (always in use
+/// rebuild's duration, which grows with the items (1–2 s per 10 000 at
+/// 16 trees), so an index that never got the chance (always in use
 /// when it grew) is left as it is rather than locked for long.
 pub const REBUILD_MAX_GROWTH: u64 = 2;
 
