@@ -72,8 +72,8 @@ pub struct Options {
 /// Trees of an index built without `trees`. Twice as many trees as Annoy's
 /// usual 8 find the ten nearest with far fewer candidates (hard 100k set:
 /// recall@10 0.95 at search_k ~1000 instead of ~1700, 0.99 at ~3300
-/// instead of ~7000; BENCHMARKS.md), for 1.5× the index size and about
-/// 1.8× the build time.
+/// instead of more than 6000; BENCHMARKS.md), for 1.5× the index size and
+/// 1.5–1.8× the build time.
 pub const DEFAULT_TREES: u32 = 16;
 
 impl Default for Options {
