@@ -169,15 +169,16 @@ def pair_safe_channel(w):
     return best[1], best[2]
 
 
-def pair_safe_weights(model, skip=()):
+def pair_safe_weights(model, float_names):
     """Replaces, in place, the weights of every 1x1 convolution quantised to INT8 and of the
     classifier (per output channel, input channels along the rest) by pair-safe grid values;
-    returns the per-channel range overrides that make the quantiser use the same grid."""
+    returns the per-channel range overrides that make the quantiser use the same grid.
+    float_names: the nodes that stay in float (float_nodes), whose weights are left alone."""
     from onnx import numpy_helper
     initializers = {i.name: i for i in model.graph.initializer}
     overrides = {}
     for node in model.graph.node:
-        if node.name in FLOAT_CONV_NODES or node.name in skip or node.op_type not in ("Conv", "Gemm"):
+        if node.name in float_names or node.op_type not in ("Conv", "Gemm"):
             continue
         weights = numpy_helper.to_array(initializers[node.input[1]])
         attrs = {a.name: a for a in node.attribute}
