@@ -57,11 +57,48 @@ pub enum Logging {
     BulkBuild,
 }
 
+/// Relations whose recent buffers a backend keeps (its recently scanned indexes).
+const RECENT_RELATIONS: usize = 4;
+/// Blocks past this are read the usual way: it bounds the memory of
+/// [`RecentBuffers`] to 4 bytes per block of the first 16 GB of an index.
+const RECENT_BLOCKS: u32 = 1 << 21;
+
+/// A relation fork's identity in buffer tags.
+type RelationFork = (
+    pg_sys::Oid,
+    pg_sys::Oid,
+    pg_sys::Oid,
+    pg_sys::ForkNumber::Type,
+);
+
+/// The buffer that held each block of one relation fork when this backend
+/// last read it (0: not known), indexed by block number.
+///
+/// A search reads some 500 pages, most of them read by the previous
+/// queries too, and looking each up in the shared buffer mapping table (a
+/// hash table as large as `shared_buffers`, under a partition lock) was a
+/// seventh of a query's time. `ReadRecentBuffer` pins a remembered buffer
+/// after checking, under its header lock, that it still holds that block of
+/// that relation file, and answers no otherwise; so an entry is a hint that
+/// can be stale but never wrong, and needs no invalidation.
+#[derive(Default)]
+struct RecentBuffers {
+    buffers: Vec<pg_sys::Buffer>,
+}
+
+thread_local! {
+    /// Most recently used last. A store takes its relation's entry while it
+    /// lives and gives it back when dropped.
+    static RECENT: RefCell<Vec<(RelationFork, RecentBuffers)>> = const { RefCell::new(Vec::new()) };
+}
+
 /// An index relation (one fork of it) seen as a [`PageStore`].
 pub struct PgStore {
     index: pg_sys::Relation,
     fork: pg_sys::ForkNumber::Type,
     logging: Logging,
+    relation_fork: RelationFork,
+    recent: RefCell<RecentBuffers>,
     group: RefCell<Option<WriteGroup>>,
     /// The block count, when no other backend can extend the relation while
     /// the store lives (see [`PgStore::with_fixed_size`]): read from the
@@ -92,10 +129,21 @@ impl PgStore {
         fork: pg_sys::ForkNumber::Type,
         logging: Logging,
     ) -> Self {
+        // SAFETY: the relation is open (caller contract).
+        let node = unsafe { (*index).rd_node };
+        let relation_fork = (node.spcNode, node.dbNode, node.relNode, fork);
+        let recent = RECENT.with_borrow_mut(|all| {
+            all.iter()
+                .position(|(key, _)| *key == relation_fork)
+                .map(|at| all.remove(at).1)
+                .unwrap_or_default()
+        });
         PgStore {
             index,
             fork,
             logging,
+            relation_fork,
+            recent: RefCell::new(recent),
             group: RefCell::new(None),
             fixed_nblocks: None,
             known_nblocks: Cell::new(0),
@@ -117,10 +165,9 @@ impl PgStore {
         // SAFETY: the relation is open (caller contract).
         let nblocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, fork) };
         // SAFETY: the caller's contract is new's.
-        PgStore {
-            fixed_nblocks: Some(Cell::new(nblocks)),
-            ..unsafe { Self::new(index, fork, logging) }
-        }
+        let mut store = unsafe { Self::new(index, fork, logging) };
+        store.fixed_nblocks = Some(Cell::new(nblocks));
+        store
     }
 
     /// Pins block `blk`. A page of the open write group is still locked by
@@ -137,6 +184,52 @@ impl PgStore {
                 std::ptr::null_mut(),
             )
         };
+        self.check_not_in_group(blk, buffer);
+        buffer
+    }
+
+    /// [`Self::read_buffer`] through the buffer this backend found the
+    /// block in last time, when it still holds it (see [`RecentBuffers`]).
+    fn read_recent_buffer(&self, blk: u32) -> pg_sys::Buffer {
+        let remembered = self
+            .recent
+            .borrow()
+            .buffers
+            .get(blk as usize)
+            .copied()
+            .unwrap_or(pg_sys::InvalidBuffer as pg_sys::Buffer);
+        if remembered != pg_sys::InvalidBuffer as pg_sys::Buffer {
+            // SAFETY: the relation is open; ReadRecentBuffer checks the
+            // buffer's tag under its header lock before pinning it.
+            let pinned = unsafe {
+                pg_sys::ReadRecentBuffer((*self.index).rd_node, self.fork, blk, remembered)
+            };
+            if pinned {
+                // ReadBufferExtended would count the read in the index's
+                // pg_statio figures; ReadRecentBuffer does not.
+                // SAFETY: pgstat_info is null or the index's live entry.
+                unsafe {
+                    if let Some(stats) = (*self.index).pgstat_info.as_mut() {
+                        stats.t_counts.t_blocks_fetched += 1;
+                        stats.t_counts.t_blocks_hit += 1;
+                    }
+                }
+                self.check_not_in_group(blk, remembered);
+                return remembered;
+            }
+        }
+        let buffer = self.read_buffer(blk);
+        if blk < RECENT_BLOCKS {
+            let buffers = &mut self.recent.borrow_mut().buffers;
+            if buffers.len() <= blk as usize {
+                buffers.resize(blk as usize + 1, pg_sys::InvalidBuffer as pg_sys::Buffer);
+            }
+            buffers[blk as usize] = buffer;
+        }
+        buffer
+    }
+
+    fn check_not_in_group(&self, blk: u32, buffer: pg_sys::Buffer) {
         if self
             .group
             .borrow()
@@ -147,7 +240,21 @@ impl PgStore {
             unsafe { pg_sys::ReleaseBuffer(buffer) };
             panic!("annoy: block {blk} accessed again within one change");
         }
-        buffer
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let recent = std::mem::take(self.recent.get_mut());
+        RECENT.with_borrow_mut(|all| {
+            // Another store of the same relation (a self-join's second scan)
+            // may have put its entry back first: keep one.
+            all.retain(|(key, _)| *key != self.relation_fork);
+            if all.len() == RECENT_RELATIONS {
+                all.remove(0);
+            }
+            all.push((self.relation_fork, recent));
+        });
     }
 }
 
@@ -504,7 +611,7 @@ impl PageStore for PgStore {
     }
 
     fn read(&self, blk: u32) -> PageRead {
-        let buffer = self.read_buffer(blk);
+        let buffer = self.read_recent_buffer(blk);
         // SAFETY: the buffer is pinned; the share lock is held until drop.
         unsafe {
             pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);

@@ -206,10 +206,15 @@ fn main() {
 
     for &d in &dims {
         for &tr in &trees {
+            // BENCH_SEED=S: another seed of the rotation and the splits, to
+            // tell a change from the luck of one forest.
+            let defaults = Options::default();
             let options = Options {
                 trees: tr,
                 reduced_dims: d,
-                ..Options::default()
+                seed: std::env::var("BENCH_SEED")
+                    .map_or(defaults.seed, |s| s.parse().expect("seed")),
+                ..defaults
             };
             let store = MemStore::postgres_sized();
             let t = Instant::now();

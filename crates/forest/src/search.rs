@@ -124,7 +124,8 @@ pub struct Searcher<S: PageStore> {
     /// Centred tree-space query.
     tree_query: Vec<f32>,
     tree_query_norm_sq: f32,
-    /// Uncentred tree-space query (InnerProduct scoring).
+    /// Uncentred tree-space query (InnerProduct scoring; empty for the
+    /// other metrics).
     uncentred_query: Vec<f32>,
     /// Nodes to visit; priority = smallest margin on the path (Annoy).
     nodes: BinaryHeap<(Ord32, NodeKey)>,
@@ -200,7 +201,10 @@ impl<S: PageStore> Searcher<S> {
             .filter(|r| r.kind != NODE_EMPTY)
             .map(|&r| (Ord32(f32::INFINITY), NodeKey::new(r, 0)))
             .collect();
-        let uncentred_query = meta.space.query_uncentred(query);
+        let uncentred_query = match meta.space.metric {
+            Metric::InnerProduct => meta.space.uncentred(&tree_query),
+            Metric::L2 | Metric::Cosine => Vec::new(),
+        };
         let ip_shift = dot_f32(&uncentred_query, &meta.space.basis.offset);
         Ok(Searcher {
             store,

@@ -92,8 +92,8 @@ impl TreeSpace {
         }
     }
 
-    /// `rows · x` (minus the offset when `centred`); cosine normalises `x`.
-    fn project(&self, v: &[f16], norm_sq: f32, centred: bool, out: &mut [f32]) {
+    /// `rows · x − offset`; cosine normalises `x`.
+    fn project(&self, v: &[f16], norm_sq: f32, out: &mut [f32]) {
         let mut x = [0f32; DIMS];
         for (o, h) in x.iter_mut().zip(v) {
             *o = h.to_f32();
@@ -108,13 +108,13 @@ impl TreeSpace {
             .zip(rows)
             .zip(&self.basis.offset)
         {
-            *o = dot_f16_f32(row, &x) - if centred { *off } else { 0.0 };
+            *o = dot_f16_f32(row, &x) - off;
         }
     }
 
     /// Tree-space coordinates of a vector (before the centre is taken off).
     pub fn reduce(&self, v: &[f16], norm_sq: f32, out: &mut [f32]) {
-        self.project(v, norm_sq, true, out);
+        self.project(v, norm_sq, out);
     }
 
     /// `reduce_item` of many vectors at once (`vectors` and `norms_sq` of
@@ -177,12 +177,16 @@ impl TreeSpace {
         quantize(&v, code)
     }
 
-    /// `rows · q` of a query, without the offset (inner products:
-    /// what they take off is the same for every item).
-    pub fn query_uncentred(&self, q: &[f16]) -> Vec<f32> {
-        let mut out = vec![0f32; self.reduced_dims];
-        self.project(q, imgsim_kernels::norm_squared(q), false, &mut out);
-        out
+    /// `rows · q` of a query from its centred vector, i.e. with the offset
+    /// put back (inner products: what the offset takes off is the same for
+    /// every item). Adding it back spares a second projection, which costs
+    /// as much as reading the whole basis.
+    pub fn uncentred(&self, centred: &[f32]) -> Vec<f32> {
+        centred
+            .iter()
+            .zip(&self.basis.offset)
+            .map(|(c, off)| c + off)
+            .collect()
     }
 
     /// A query's centred tree-space vector (L2 distances, tree margins).
