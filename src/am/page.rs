@@ -81,10 +81,7 @@ type RelationFork = (
 /// after checking, under its header lock, that it still holds that block of
 /// that relation file, and answers no otherwise; so an entry is a hint that
 /// can be stale but never wrong, and needs no invalidation.
-#[derive(Default)]
-struct RecentBuffers {
-    buffers: Vec<pg_sys::Buffer>,
-}
+type RecentBuffers = Vec<pg_sys::Buffer>;
 
 thread_local! {
     /// Most recently used last. A store takes its relation's entry while it
@@ -194,7 +191,6 @@ impl PgStore {
         let remembered = self
             .recent
             .borrow()
-            .buffers
             .get(blk as usize)
             .copied()
             .unwrap_or(pg_sys::InvalidBuffer as pg_sys::Buffer);
@@ -220,7 +216,7 @@ impl PgStore {
         }
         let buffer = self.read_buffer(blk);
         if blk < RECENT_BLOCKS {
-            let buffers = &mut self.recent.borrow_mut().buffers;
+            let buffers = &mut *self.recent.borrow_mut();
             if buffers.len() <= blk as usize {
                 buffers.resize(blk as usize + 1, pg_sys::InvalidBuffer as pg_sys::Buffer);
             }
