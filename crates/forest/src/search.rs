@@ -11,7 +11,7 @@ use crate::format::*;
 use crate::items::{read_item, ItemLoc};
 use crate::leaf::{self, Leaf};
 use crate::meta::Meta;
-use crate::space::{code_distance, dot_code, dot_f32, dot_f32_le_bytes};
+use crate::space::{code_distance, dot_f32, dot_f32_le_bytes, QueryCode};
 use crate::store::{PageKind, PageStore};
 use crate::{Corruption, Metric, Tid};
 
@@ -121,12 +121,12 @@ pub struct Searcher<S: PageStore> {
     params: SearchParams,
     query: Vec<f16>,
     query_norm_sq: f32,
-    /// Centred tree-space query.
+    /// Centred tree-space query (split margins).
     tree_query: Vec<f32>,
     tree_query_norm_sq: f32,
-    /// Uncentred tree-space query (InnerProduct scoring; empty for the
-    /// other metrics).
-    uncentred_query: Vec<f32>,
+    /// What scores the leaf codes: the centred tree-space query for L2
+    /// and cosine, the uncentred one for inner product.
+    code_query: QueryCode,
     /// Nodes to visit; priority = smallest margin on the path (Annoy).
     nodes: BinaryHeap<(Ord32, NodeKey)>,
     seen: HashSet<u64, BuildHasherDefault<LocHasher>>,
@@ -201,11 +201,14 @@ impl<S: PageStore> Searcher<S> {
             .filter(|r| r.kind != NODE_EMPTY)
             .map(|&r| (Ord32(f32::INFINITY), NodeKey::new(r, 0)))
             .collect();
-        let uncentred_query = match meta.space.metric {
-            Metric::InnerProduct => meta.space.uncentred(&tree_query),
-            Metric::L2 | Metric::Cosine => Vec::new(),
+        let (code_query, ip_shift) = match meta.space.metric {
+            Metric::InnerProduct => {
+                let uncentred = meta.space.uncentred(&tree_query);
+                let shift = dot_f32(&uncentred, &meta.space.basis.offset);
+                (QueryCode::new(&uncentred), shift)
+            }
+            Metric::L2 | Metric::Cosine => (QueryCode::new(&tree_query), 0.0),
         };
-        let ip_shift = dot_f32(&uncentred_query, &meta.space.basis.offset);
         Ok(Searcher {
             store,
             params: SearchParams {
@@ -216,7 +219,7 @@ impl<S: PageStore> Searcher<S> {
             query_norm_sq: imgsim_kernels::norm_squared(query),
             tree_query,
             tree_query_norm_sq,
-            uncentred_query,
+            code_query,
             nodes,
             seen: HashSet::with_capacity_and_hasher(
                 2 * params.search_k,
@@ -390,10 +393,10 @@ impl<S: PageStore> Searcher<S> {
             let d = if self.meta.space.metric == Metric::InnerProduct {
                 // The item is ≈ centre + scale·code, and q·centre is the same
                 // for every item, so −scale·(q·code) orders like −q·x.
-                -entry.scale * dot_code(&self.uncentred_query, code)
+                -entry.scale * self.code_query.dot(code)
             } else {
                 code_distance(
-                    &self.tree_query,
+                    &self.code_query,
                     self.tree_query_norm_sq,
                     entry.scale,
                     entry.code_norm_sq,

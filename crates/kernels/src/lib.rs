@@ -7,11 +7,13 @@
 
 use half::f16;
 
+pub mod code;
 pub mod reduced;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
+pub use code::{code_implementation, dot_i16_i8, query_code_limit};
 pub use reduced::{axpy, dot_f16_f32, dot_f32, dot_f32_i8, dot_f32_le_bytes};
 
 /// Which implementation the dispatching functions use on this CPU.

@@ -4,9 +4,11 @@
 //! the stored basis) and `y += a·x`.
 //!
 //! One portable body with independent partial sums (fused multiply-adds)
-//! is compiled twice, once with AVX2 + FMA enabled, so both paths give
-//! bit-identical results (codes recomputed by `check` must match those
-//! written by the build, whatever the CPU).
+//! is compiled three times, once with AVX2 + FMA and once with AVX-512
+//! enabled, so every path gives bit-identical results (codes recomputed by
+//! `check` must match those written by the build, whatever the CPU): the
+//! wider registers hold more of the same 32 lanes, each summed in the same
+//! order, and the lanes are added up in lane order at the end.
 
 /// Independent partial sums: enough to fill the vector registers and hide
 /// the add latency.
@@ -156,6 +158,78 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{code_as_f32, LANES};
+
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub fn dot_f32_i8(q: &[f32], code: &[u8]) -> f32 {
+        lane_dot!(q, &code[..q.len()], code_as_f32)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        lane_dot!(a, &b[..a.len()], std::convert::identity)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub fn dot_f32_le_bytes(a: &[f32], b: &[u8]) -> f32 {
+        lane_dot_le_bytes!(a, b)
+    }
+
+    /// The lanes of the AVX2 body in two registers of 16.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+    pub fn dot_f16_f32(a: &[half::f16], b: &[f32]) -> f32 {
+        use std::arch::x86_64::*;
+        let len = b.len();
+        let a = &a[..len];
+        let body = len / LANES * LANES;
+        let mut regs = [_mm512_setzero_ps(); 2];
+        let mut i = 0;
+        while i < body {
+            for (k, r) in regs.iter_mut().enumerate() {
+                // SAFETY: i + 16k + 16 <= body <= len for both slices.
+                let (x, y) = unsafe {
+                    (
+                        _mm512_loadu_ps(b.as_ptr().add(i + 16 * k)),
+                        _mm512_cvtph_ps(_mm256_loadu_si256(a.as_ptr().add(i + 16 * k).cast())),
+                    )
+                };
+                *r = _mm512_fmadd_ps(x, y, *r);
+            }
+            i += LANES;
+        }
+        let mut acc = [0f32; LANES];
+        for (k, r) in regs.iter().enumerate() {
+            // SAFETY: acc has room for 16 floats at 16k.
+            unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(16 * k), *r) };
+        }
+        let mut sum: f32 = acc.iter().sum();
+        for (x, y) in b[body..].iter().zip(&a[body..]) {
+            sum = x.mul_add(y.to_f32(), sum);
+        }
+        sum
+    }
+}
+
+#[inline]
+fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            crate::x86::available()
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[inline]
 fn avx2_available() -> bool {
     // x86::available() covers AVX2, FMA and F16C.
@@ -171,8 +245,23 @@ fn avx2_available() -> bool {
 
 macro_rules! dispatch {
     ($name:ident, $portable:ident, ($($arg:ident: $ty:ty),+) $(-> $ret:ty)?) => {
+        dispatch!(@body $name, $portable, ($($arg: $ty),+) $(-> $ret)?, {});
+    };
+    (wide $name:ident, $portable:ident, ($($arg:ident: $ty:ty),+) $(-> $ret:ty)?) => {
+        dispatch!(@body $name, $portable, ($($arg: $ty),+) $(-> $ret)?, {
+            #[cfg(target_arch = "x86_64")]
+            if avx512_available() {
+                // SAFETY: the CPU has AVX-512 F and BW besides AVX2, FMA and
+                // F16C (checked just above); the function is safe code
+                // compiled with those features.
+                return unsafe { avx512::$name($($arg),+) };
+            }
+        });
+    };
+    (@body $name:ident, $portable:ident, ($($arg:ident: $ty:ty),+) $(-> $ret:ty)?, $wide:block) => {
         #[inline]
         pub fn $name($($arg: $ty),+) $(-> $ret)? {
+            $wide
             #[cfg(target_arch = "x86_64")]
             if avx2_available() {
                 // SAFETY: the CPU has AVX2 and FMA (checked just above); the
@@ -184,10 +273,10 @@ macro_rules! dispatch {
     };
 }
 
-dispatch!(dot_f32_i8, dot_f32_i8_portable, (q: &[f32], code: &[u8]) -> f32);
-dispatch!(dot_f32, dot_f32_portable, (a: &[f32], b: &[f32]) -> f32);
-dispatch!(dot_f32_le_bytes, dot_f32_le_bytes_portable, (a: &[f32], b: &[u8]) -> f32);
-dispatch!(dot_f16_f32, dot_f16_f32_portable, (a: &[half::f16], b: &[f32]) -> f32);
+dispatch!(wide dot_f32_i8, dot_f32_i8_portable, (q: &[f32], code: &[u8]) -> f32);
+dispatch!(wide dot_f32, dot_f32_portable, (a: &[f32], b: &[f32]) -> f32);
+dispatch!(wide dot_f32_le_bytes, dot_f32_le_bytes_portable, (a: &[f32], b: &[u8]) -> f32);
+dispatch!(wide dot_f16_f32, dot_f16_f32_portable, (a: &[half::f16], b: &[f32]) -> f32);
 dispatch!(axpy, axpy_portable, (alpha: f32, x: &[f32], y: &mut [f32]));
 
 #[cfg(test)]
@@ -229,6 +318,47 @@ mod tests {
                 dot_f16_f32(&h, &a).to_bits(),
                 dot_f16_f32_portable(&h, &a).to_bits()
             );
+            // Each SIMD path on its own (the dispatch takes only the widest).
+            #[cfg(target_arch = "x86_64")]
+            for (available, f32_i8, f32_f32, le_bytes, f16_f32) in [
+                (
+                    avx2_available(),
+                    avx2::dot_f32_i8 as unsafe fn(&[f32], &[u8]) -> f32,
+                    avx2::dot_f32 as unsafe fn(&[f32], &[f32]) -> f32,
+                    avx2::dot_f32_le_bytes as unsafe fn(&[f32], &[u8]) -> f32,
+                    avx2::dot_f16_f32 as unsafe fn(&[half::f16], &[f32]) -> f32,
+                ),
+                (
+                    avx512_available(),
+                    avx512::dot_f32_i8,
+                    avx512::dot_f32,
+                    avx512::dot_f32_le_bytes,
+                    avx512::dot_f16_f32,
+                ),
+            ] {
+                if !available {
+                    continue;
+                }
+                // SAFETY: the CPU has the path's features (checked above).
+                unsafe {
+                    assert_eq!(
+                        f32_i8(&a, &c).to_bits(),
+                        dot_f32_i8_portable(&a, &c).to_bits()
+                    );
+                    assert_eq!(
+                        f32_f32(&a, &b).to_bits(),
+                        dot_f32_portable(&a, &b).to_bits()
+                    );
+                    assert_eq!(
+                        le_bytes(&a, &b_bytes).to_bits(),
+                        dot_f32_portable(&a, &b).to_bits()
+                    );
+                    assert_eq!(
+                        f16_f32(&h, &a).to_bits(),
+                        dot_f16_f32_portable(&h, &a).to_bits()
+                    );
+                }
+            }
             let naive: f64 = a
                 .iter()
                 .zip(&c)
