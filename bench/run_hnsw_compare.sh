@@ -24,14 +24,24 @@ if [ ! -f "$("$PG_CONFIG" --pkglibdir)/vector.so" ] || ! cmp -s "$PGVECTOR_TARBA
 fi
 echo "ok: $("$PG_CONFIG" --pkglibdir)/vector.so"
 
+# --writes-only and --filtered-only measure on the tables of an earlier run,
+# so they keep its cluster; every other run starts from an empty one.
+reuse=false
+for arg in "$@"; do
+    case "$arg" in --writes-only | --filtered-only) reuse=true ;; esac
+done
 begin "bench cluster on port $PORT"
 cluster_stop "$DATA"
-as_root rm -rf "$DATA"
+if $reuse; then
+    [ -f "$DATA/PG_VERSION" ] || die "no cluster of an earlier run at $DATA (run without $*)"
+else
+    as_root rm -rf "$DATA"
+fi
 # Both builds use the leader and one worker (2 cores).
 cluster_start "$DATA" "$PORT" shared_buffers=4GB maintenance_work_mem=2GB max_wal_size=8GB \
     max_parallel_maintenance_workers=1 checkpoint_timeout=1h
 on_exit 'cluster_stop "$DATA"'
-psql -X -q -h /tmp -p "$PORT" -U postgres -d postgres -c "CREATE DATABASE imgsim_hnsw"
+$reuse || psql -X -q -h /tmp -p "$PORT" -U postgres -d postgres -c "CREATE DATABASE imgsim_hnsw"
 
 begin "compare"
 "$VENV/bin/python" "$REPO_ROOT/bench/compare_hnsw.py" --dsn "host=/tmp port=$PORT user=postgres dbname=imgsim_hnsw" \
