@@ -606,6 +606,40 @@ impl PageStore for PgStore {
         (page.kind() == Some(kind)).then_some(page)
     }
 
+    /// Prefetches, for a block this backend has found in a shared buffer
+    /// before, the buffer's descriptor (`ReadRecentBuffer` locks its
+    /// header), the page's special area (the kind check) and the body line
+    /// at `offset`. Only addresses are computed: a stale or evicted buffer
+    /// warms an unrelated page, which costs nothing but the hint.
+    fn prefetch(&self, blk: u32, offset: usize) {
+        let buffer = self
+            .recent
+            .borrow()
+            .get(blk as usize)
+            .copied()
+            .unwrap_or(pg_sys::InvalidBuffer as pg_sys::Buffer);
+        // 0 is no buffer; local buffers (temporary indexes) are negative.
+        if buffer <= 0 {
+            return;
+        }
+        let id = (buffer - 1) as usize;
+        let page_size = pg_sys::BLCKSZ as usize;
+        // SAFETY: reading the two array bases, which Postgres sets up at
+        // start and never moves; the addresses are only computed
+        // (wrapping) and handed to a prefetch, never dereferenced.
+        let (page, descriptor) = unsafe {
+            (
+                pg_sys::BufferBlocks
+                    .cast::<u8>()
+                    .wrapping_add(id * page_size),
+                pg_sys::BufferDescriptors.wrapping_add(id).cast::<u8>(),
+            )
+        };
+        imgsim_kernels::prefetch(descriptor);
+        imgsim_kernels::prefetch(page.wrapping_add(page_size - SPECIAL_SIZE));
+        imgsim_kernels::prefetch(page.wrapping_add(PAGE_HEADER_SIZE + offset.min(BODY_SIZE - 1)));
+    }
+
     fn read(&self, blk: u32) -> PageRead {
         let buffer = self.read_recent_buffer(blk);
         // SAFETY: the buffer is pinned; the share lock is held until drop.

@@ -287,6 +287,12 @@ impl<S: PageStore> Searcher<S> {
             let Some((Ord32(priority), node)) = self.nodes.pop() else {
                 break;
             };
+            // Most often the node after this one is the queue's top now
+            // (always after a leaf): its page's cache misses can overlap
+            // this visit.
+            if let Some(&(_, next)) = self.nodes.peek() {
+                self.prefetch_node(next);
+            }
             if node.depth > MAX_TREE_DEPTH {
                 return Err(Corruption::new(
                     node.block,
@@ -352,12 +358,28 @@ impl<S: PageStore> Searcher<S> {
                 if child.kind == NODE_SPLIT && child.block == node.block && next_anyway {
                     on_page.push((child.slot, depth + 1, child_priority));
                 } else {
-                    self.nodes
-                        .push((Ord32(child_priority), NodeKey::new(child, depth + 1)));
+                    let key = NodeKey::new(child, depth + 1);
+                    if next_anyway {
+                        // The next node visited once this page is done.
+                        self.prefetch_node(key);
+                    }
+                    self.nodes.push((Ord32(child_priority), key));
                 }
             }
         }
         Ok(())
+    }
+
+    /// Hints the store that `node` will be read soon (see [`PageStore::prefetch`]).
+    fn prefetch_node(&self, node: NodeKey) {
+        let offset = match node.kind {
+            NODE_SPLIT => {
+                SplitPageHeader::SIZE
+                    + usize::from(node.slot) * split_node_bytes(self.meta.reduced_dims())
+            }
+            _ => 0,
+        };
+        self.store.prefetch(node.block, offset);
     }
 
     /// Pushes both children of a split node with margin `margin`, each with
@@ -418,7 +440,10 @@ impl<S: PageStore> Searcher<S> {
             .collect();
         // Page order: neighbouring records share pages.
         batch.sort_unstable();
-        for loc in batch {
+        for (i, &loc) in batch.iter().enumerate() {
+            if let Some(next) = batch.get(i + 1) {
+                self.store.prefetch(next.block, usize::from(next.offset));
+            }
             let header = read_item(&self.store, loc, &mut self.vector)?;
             if header.flags & ITEM_DELETED != 0 {
                 continue;

@@ -70,6 +70,11 @@ pub trait PageStore {
     fn kind(&self, blk: u32) -> Option<PageKind>;
     /// Shared access to a body. `blk < nblocks()` is checked by callers.
     fn read(&self, blk: u32) -> Self::Read<'_>;
+    /// A hint that the bytes at `offset` of block `blk`'s body will be read
+    /// soon: a store may start moving them (and what it reads to get at the
+    /// page) into the CPU's caches. Any block and offset are allowed, and
+    /// nothing but speed depends on it.
+    fn prefetch(&self, _blk: u32, _offset: usize) {}
     /// Whether block `blk` exists. Relations only grow, so a store may
     /// answer from a cached size and ask again only past it.
     fn contains(&self, blk: u32) -> bool {
@@ -125,6 +130,9 @@ impl<S: PageStore + ?Sized> PageStore for &S {
     }
     fn read(&self, blk: u32) -> Self::Read<'_> {
         (**self).read(blk)
+    }
+    fn prefetch(&self, blk: u32, offset: usize) {
+        (**self).prefetch(blk, offset)
     }
     fn contains(&self, blk: u32) -> bool {
         (**self).contains(blk)
@@ -231,6 +239,14 @@ impl PageStore for MemStore {
     fn read(&self, blk: u32) -> Ref<'_, [u8]> {
         let body = self.page(blk).body.try_borrow();
         Ref::map(body.expect("page already locked exclusively"), |b| &**b)
+    }
+
+    fn prefetch(&self, blk: u32, offset: usize) {
+        if blk < self.nblocks.get() {
+            if let Ok(body) = self.page(blk).body.try_borrow() {
+                imgsim_kernels::prefetch(body.as_ptr().wrapping_add(offset));
+            }
+        }
     }
 
     fn write(&self, blk: u32) -> RefMut<'_, [u8]> {

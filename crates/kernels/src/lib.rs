@@ -16,6 +16,22 @@ pub mod x86;
 pub use code::{code_implementation, dot_i16_i8, query_code_limit};
 pub use reduced::{axpy, dot_f16_f32, dot_f32, dot_f32_i8, dot_f32_le_bytes};
 
+/// Asks the CPU to start bringing the cache line at `p` into its caches: a
+/// hint that never faults and changes nothing the program can observe,
+/// whatever the address (the search issues it for the page it will read
+/// next, so that page's cache misses overlap the work on the current one).
+#[inline]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86-64, and a prefetch neither faults nor
+    // reads anything the program sees.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Which implementation the dispatching functions use on this CPU.
 pub fn implementation() -> &'static str {
     if simd_available() {
