@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--dsn", default="host=/tmp port=56510 user=postgres dbname=imgsim_hnsw")
     ap.add_argument("--builds", required=True, help="name=path.so,... (installed in turn)")
     ap.add_argument("--search-k", default="3000", help="annoy.search_k values, comma-separated")
-    ap.add_argument("--ef-search", type=int, default=40)
+    ap.add_argument("--ef-search", default="40", help="hnsw.ef_search values, comma-separated")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--queries", type=int, default=1000)
     args = ap.parse_args()
@@ -76,7 +76,8 @@ def main():
 
     points = [(f"{name} search_k {k}", path, {"annoy.search_k": k}, annoy_sql)
               for k in args.search_k.split(",") for name, path in builds]
-    points.append((f"hnsw ef_search {args.ef_search}", None, {"hnsw.ef_search": args.ef_search}, hnsw_sql))
+    points += [(f"hnsw ef_search {ef}", None, {"hnsw.ef_search": ef}, hnsw_sql)
+               for ef in args.ef_search.split(",")]
     cpu = {p[0]: [] for p in points}
     recalls = {}
     for r in range(args.rounds):
