@@ -363,7 +363,13 @@ impl PageStore for CountingStore<'_> {
     fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         self.store.extend(kind)
     }
+    fn allocate_at(&self, blk: u32, kind: PageKind) -> Self::Write<'_> {
+        self.store.allocate_at(blk, kind)
+    }
     fn free(&self, blk: u32) {
         self.store.free(blk)
+    }
+    fn truncate(&self, nblocks: u32) {
+        self.store.truncate(nblocks)
     }
 }

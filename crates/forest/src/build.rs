@@ -390,19 +390,46 @@ pub(crate) fn build_forest<S: PageStore>(
     let ForestPlan {
         options,
         metric,
-        leaf_size,
         threads,
         thread_init,
+        ..
     } = *plan;
-    let n = locs.len();
     let d = options.reduced_dims as usize;
     progress(BuildPhase::LearningSpace, 0, 0);
     let basis = pca::learn_basis(&sample, d, options.seed, threads, thread_init);
     drop(sample);
     let (basis_block, basis_checksum) = write_basis(store, &basis);
     let space = TreeSpace::new(metric, Arc::new(basis));
+    let roots = build_trees(store, plan, &space, locs, stats, progress);
+    Forest {
+        space,
+        basis_block,
+        basis_checksum,
+        roots,
+    }
+}
 
-    let coded = code_items(store, &space, locs, threads, thread_init, progress);
+/// Codes the items at `locs` in the tree space `space`, builds the trees
+/// and writes their pages (counted in `stats`); returns one root per tree.
+/// Nothing points at the pages yet: the caller writes the metapage.
+pub(crate) fn build_trees<S: PageStore>(
+    store: &S,
+    plan: &ForestPlan,
+    space: &TreeSpace,
+    locs: &[ItemLoc],
+    stats: &mut BuildStats,
+    progress: &mut dyn FnMut(BuildPhase, u64, u64),
+) -> Vec<NodeRef> {
+    let ForestPlan {
+        options,
+        leaf_size,
+        threads,
+        thread_init,
+        ..
+    } = *plan;
+    let n = locs.len();
+    let d = space.reduced_dims;
+    let coded = code_items(store, space, locs, threads, thread_init, progress);
     // Trees are built in memory on `threads` threads and written here, in
     // tree order, as they become available.
     let trees = options.trees as usize;
@@ -474,13 +501,7 @@ pub(crate) fn build_forest<S: PageStore>(
             progress(BuildPhase::BuildingTrees, t as u64 + 1, trees as u64);
         }
     });
-
-    Forest {
-        space,
-        basis_block,
-        basis_checksum,
-        roots,
-    }
+    roots
 }
 
 /// Adds every record from `start` on to the written trees, one at a time

@@ -166,7 +166,10 @@ on_disk_struct! {
         pub free_block: u32,
         pub free_offset: u16,
         pub reserved1: u16,
-        pub reserved2: u32,
+        /// Live records that are copies a compaction made and has not yet
+        /// switched to (a compaction cut off before its switch leaves them,
+        /// in no tree: see [`crate::compact`]). 0 in older indexes.
+        pub copies_pending: u32,
     }
     size = 104;
 }
