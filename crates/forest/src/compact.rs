@@ -9,7 +9,9 @@
 //!
 //! The caller holds the index exclusively (no scan, insert or VACUUM
 //! running, none able to start), so no one can hold the location of a
-//! record or page this moves or frees. A compaction:
+//! record or page this moves or frees. A compaction sets the metapage's
+//! `compacting` flag (cleared at the end: one cut off is due again, to give
+//! back the pages it left unreachable), then:
 //! 1. drains the free list: each free slot below the *cut* (the chain
 //!    position past which no record is kept) gets a copy of a live record
 //!    from beyond the cut, flagged [`ITEM_INSERTING`] (live, in no tree
@@ -90,7 +92,7 @@ pub fn fresh_pages(h: &MetaHeader, body_size: usize) -> u64 {
 pub fn compaction_due(h: &MetaHeader, nblocks: u32, body_size: usize) -> bool {
     let fresh = fresh_pages(h, body_size);
     let nblocks = u64::from(nblocks);
-    (h.free_count > 0 || h.copies_pending > 0)
+    (h.free_count > 0 || h.compacting != 0)
         && nblocks as f64 > COMPACT_AT * fresh as f64
         && nblocks >= fresh + COMPACT_MIN_WASTE
 }
@@ -245,6 +247,14 @@ impl Chain {
     }
 }
 
+/// Sets the metapage's `compacting` flag.
+fn set_compacting<S: PageStore>(store: &S, compacting: u16) {
+    let mut meta_page = store.write(META_BLOCK);
+    let mut h = MetaHeader::read(&meta_page);
+    h.compacting = compacting;
+    h.write(&mut meta_page);
+}
+
 /// The record at `source`, its vector read into `vector`, as the header of
 /// a copy. Read with no page held: the source may share the copy's page.
 fn copy_of<S: PageStore>(
@@ -275,6 +285,7 @@ pub fn compact<S: PageStore>(
     let body = store.body_size();
     let mut chain = Chain::read(store, &meta.header)?;
     let cut = chain.cut();
+    set_compacting(store, 1);
 
     // 1. Drain the free list, from its head.
     let index_of: HashMap<ItemLoc, usize> = chain
@@ -475,6 +486,7 @@ pub fn compact<S: PageStore>(
     if end < store.nblocks() {
         store.truncate(end);
     }
+    set_compacting(store, 0);
     Ok(Some(CompactStats {
         items: locs.len() as u64,
         moved,
