@@ -669,6 +669,8 @@ impl PageStore for PgStore {
     /// Takes a page that `free` gave back (the compaction knows which are
     /// free: it holds the index exclusively), and tells the free space map.
     fn allocate_at(&self, blk: u32, kind: PageKind) -> PageWrite<'_> {
+        // SAFETY: the relation is open.
+        unsafe { pg_sys::RecordUsedIndexPage(self.index, blk) };
         let buffer = self.read_buffer(blk);
         // SAFETY: the buffer is pinned; its page is read only under the
         // exclusive lock, which begin_locked_write keeps.
@@ -678,7 +680,6 @@ impl PageStore for PgStore {
                 pg_sys::UnlockReleaseBuffer(buffer);
                 panic!("annoy: block {blk} is not a free page");
             }
-            pg_sys::RecordUsedIndexPage(self.index, blk);
             self.begin_locked_write(buffer, Some(kind))
         }
     }

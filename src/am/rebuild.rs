@@ -11,8 +11,10 @@
 //! once, and a hot standby replays the lock too (its queries on the index
 //! wait for or are cancelled by the replay, as for a relation truncation).
 //! If the lock is not free (the index is in use), a later insert or VACUUM
-//! tries again: an index in constant use is never compacted this way, and
-//! `REINDEX CONCURRENTLY` is what gives its space back. The lock is released
+//! tries again; a compaction also gives up, before its switch, as soon as
+//! another session waits for the lock. So an index in constant use is never
+//! compacted this way, and `REINDEX CONCURRENTLY` is what gives its space
+//! back. The lock is released
 //! as soon as the work is done, not at commit, since the work does not
 //! depend on the transaction's outcome.
 
@@ -91,11 +93,27 @@ pub unsafe fn try_compact(index: pg_sys::Relation) {
     unsafe {
         exclusively(index, |store| {
             let started = Instant::now();
-            let compacted =
-                imgsim_forest::compact(store, build_threads(), block_signals, &mut |_, _, _| {
+            let exclusive = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+            // Give up (before the switch) once a session queues behind our
+            // lock, as VACUUM's truncation of a table does: every query of
+            // the table waits for it (the planner locks all its indexes).
+            let compacted = imgsim_forest::compact(
+                store,
+                build_threads(),
+                block_signals,
+                &mut |_, _, _| {
                     pg_sys::check_for_interrupts!();
-                });
+                },
+                &mut || !pg_sys::LockHasWaitersRelation(index, exclusive),
+            );
             match compacted {
+                Ok(Some(stats)) if !stats.finished => {
+                    log!(
+                        "annoy index \"{}\": compaction given up after {:.1} s, another session waits for the index (a later VACUUM tries again)",
+                        relation_name(index),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
                 Ok(Some(stats)) => {
                     pg_sys::IndexFreeSpaceMapVacuum(index);
                     log!(

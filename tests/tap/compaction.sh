@@ -4,8 +4,9 @@
 # the relation truncated), so it stays within 1.3x a fresh build's size,
 # passes annoy_index_check and recalls like a fresh build, and a streaming
 # replica follows (truncation included). A reader holding the index makes
-# VACUUM leave it; a backend killed in the middle of a compaction leaves a
-# valid index (after WAL replay) that the next VACUUM compacts.
+# VACUUM leave it, a query arriving makes the compaction give up; a backend
+# killed in the middle of a compaction leaves a valid index (after WAL
+# replay) that the next VACUUM compacts.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PORT=${IMGSIM_TAP_PORT:-55447}
 STANDBY_PORT=$((PORT + 1))
@@ -140,24 +141,54 @@ sql $PORT -c "VACUUM (INDEX_CLEANUP ON) t"
 ok "once the reader is done, the next VACUUM compacts" test "$(compactions)" = 5
 ok "back within 1.3x the fresh build's size" within 1.3
 
-# kill -9 the backend in the middle of a compaction (it holds the index's
-# AccessExclusiveLock only while compacting): after WAL replay the index is
-# valid and finds every row; the next VACUUM compacts it.
-killed_mid=false
-round=5
-for delay in 0.05 0.2 0.4 0.1 0.3; do
-    round=$((round + 1))
-    update_all "$round"
-    before=$(compactions)
-    sql $PORT -c "VACUUM (INDEX_CLEANUP ON) t" >/dev/null 2>&1 &
-    vacuum=$!
-    pid=""
+# The backend holding the index's AccessExclusiveLock (only a compaction
+# takes it here), once it has it; empty if none did within 8 s.
+compacting_pid() {
+    local pid=""
     for _ in $(seq 1 400); do
         pid=$(sql $PORT -c "SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
             WHERE c.relname = 't_annoy' AND l.mode = 'AccessExclusiveLock' AND l.granted" 2>/dev/null || true)
         [ -n "$pid" ] && break
         sleep 0.02
     done
+    echo "$pid"
+}
+round=5
+
+# A query that arrives while VACUUM compacts waits for the index's lock:
+# the compaction gives up at its next check (before its switch), and the
+# next VACUUM compacts.
+given_up() { as_root grep -c 'annoy index "t_annoy": compaction given up' "$DATA/server.log" || true; }
+gave_up=false
+for _ in 1 2 3 4 5; do
+    round=$((round + 1))
+    update_all "$round"
+    before=$(given_up)
+    sql $PORT -c "VACUUM (INDEX_CLEANUP ON) t" &
+    vacuum=$!
+    pid=$(compacting_pid)
+    sql $PORT -c "SET enable_seqscan = off" -c "SELECT id FROM t ORDER BY emb <-> (SELECT emb FROM queries WHERE q = 1) LIMIT 1" >/dev/null
+    wait "$vacuum"
+    if [ -n "$pid" ] && [ "$(given_up)" != "$before" ]; then gave_up=true; break; fi
+    echo "# the query came too late for the compaction, again"
+done
+ok "a compaction gives up when a query waits for the index" $gave_up
+ok "the index is valid after it gave up" check "live_items >= $N"
+before=$(compactions)
+sql $PORT -c "VACUUM (INDEX_CLEANUP ON) t"
+ok "the next VACUUM compacts" test "$(compactions)" = "$((before + 1))"
+ok "back within 1.3x the fresh build's size after it" within 1.3
+
+# kill -9 the backend in the middle of a compaction: after WAL replay the
+# index is valid and finds every row; the next VACUUM compacts it.
+killed_mid=false
+for delay in 0.05 0.2 0.4 0.1 0.3; do
+    round=$((round + 1))
+    update_all "$round"
+    before=$(compactions)
+    sql $PORT -c "VACUUM (INDEX_CLEANUP ON) t" >/dev/null 2>&1 &
+    vacuum=$!
+    pid=$(compacting_pid)
     if [ -n "$pid" ]; then
         sleep "$delay"
         as_root kill -9 "$pid" || true

@@ -113,6 +113,9 @@ pub struct CompactStats {
     pub relocated_pages: u32,
     pub pages_before: u32,
     pub pages_after: u32,
+    /// `false`: given up before the switch because `keep_going` said so
+    /// (the index valid, the work left for the next compaction).
+    pub finished: bool,
 }
 
 /// What the chain walk makes of a record slot.
@@ -270,21 +273,35 @@ fn copy_of<S: PageStore>(
 }
 
 /// Compacts the index if [`compaction_due`] (else returns `None`); see the
-/// module docs. The caller holds the index exclusively.
+/// module docs. The caller holds the index exclusively. Until the switch
+/// it asks `keep_going` now and then, and gives up when it says no (the
+/// caller's lock holds up another session).
 pub fn compact<S: PageStore>(
     store: &S,
     threads: usize,
     thread_init: fn(),
     progress: &mut dyn FnMut(BuildPhase, u64, u64),
+    keep_going: &mut dyn FnMut() -> bool,
 ) -> Result<Option<CompactStats>, Corruption> {
     let meta = Meta::read(store)?;
     let pages_before = store.nblocks();
     if !compaction_due(&meta.header, pages_before, store.body_size()) {
         return Ok(None);
     }
+    let given_up = |moved| {
+        Ok(Some(CompactStats {
+            moved,
+            pages_before,
+            pages_after: store.nblocks(),
+            ..CompactStats::default()
+        }))
+    };
     let body = store.body_size();
     let mut chain = Chain::read(store, &meta.header)?;
     let cut = chain.cut();
+    if !keep_going() {
+        return given_up(0);
+    }
     set_compacting(store, 1);
 
     // 1. Drain the free list, from its head.
@@ -371,8 +388,11 @@ pub fn compact<S: PageStore>(
             h.write(&mut meta_page);
         }
         drained += 1;
-        if drained.is_multiple_of(256) {
+        if drained.is_multiple_of(64) {
             progress(BuildPhase::LoadingItems, drained, meta.header.free_count);
+            if !keep_going() {
+                return given_up(moved);
+            }
         }
     }
     if sources.next().is_some() {
@@ -410,6 +430,9 @@ pub fn compact<S: PageStore>(
         item_pages: 0,
     };
     let roots = build_trees(store, &plan, &meta.space, &locs, &mut built, progress);
+    if !keep_going() {
+        return given_up(moved);
+    }
 
     // 3. The switch: new trees, the chain ended at the cut.
     let (tail, tail_used, tail_records) = chain.tail(cut, body)?;
@@ -493,6 +516,7 @@ pub fn compact<S: PageStore>(
         relocated_pages: relocated,
         pages_before,
         pages_after: store.nblocks(),
+        finished: true,
     }))
 }
 

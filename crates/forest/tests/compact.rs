@@ -133,7 +133,7 @@ fn meta(store: &MemStore) -> MetaHeader {
 }
 
 fn compact_now(store: &MemStore) -> Option<CompactStats> {
-    compact(store, 1, || {}, &mut |_, _, _| {}).expect("compact")
+    compact(store, 1, || {}, &mut |_, _, _| {}, &mut || true).expect("compact")
 }
 
 /// Rounds of updating every row and vacuuming: each compaction brings the
@@ -152,6 +152,7 @@ fn rounds_of_updates_stay_near_a_fresh_build() {
         let stats = compact_now(&store).expect("due");
         let fresh = table.fresh_build();
         assert_eq!(stats.items, 1200);
+        assert!(stats.finished);
         assert_eq!(stats.pages_before, bloated);
         assert_eq!(stats.pages_after, store.nblocks());
         assert!(
@@ -228,23 +229,65 @@ fn deletes_are_given_back() {
     table.assert_found_exactly(&store, &gen.queries(1)[0]);
 }
 
+/// A compaction that gives up when `keep_going` says so (another session
+/// waits for the index) leaves a valid index, and the next one finishes.
+#[test]
+fn a_compaction_given_up_leaves_a_valid_index() {
+    let mut gen = Clustered::new(8, 36);
+    let q = gen.queries(1).remove(0);
+    for asked in [0, 1, 5, 19] {
+        let (mut table, store) = Table::new(gen.items(1200), options(4, 64));
+        table.update(&store, &mut gen, 0..1200);
+        let bloated = store.nblocks();
+        let mut calls = 0;
+        let mut keep_going = || {
+            calls += 1;
+            calls <= asked
+        };
+        let stats = compact(&store, 1, || {}, &mut |_, _, _| {}, &mut keep_going)
+            .expect("compact")
+            .expect("due");
+        assert!(!stats.finished, "given up after {asked} checks");
+        assert!(store.nblocks() >= bloated);
+        check(&store).unwrap_or_else(|e| panic!("given up after {asked} checks: {e}"));
+        table.assert_found_exactly(&store, &q);
+        let stats = compact_now(&store).expect("still due");
+        assert!(stats.finished);
+        let fresh = table.fresh_build();
+        assert!(
+            f64::from(store.nblocks()) <= 1.05 * f64::from(fresh.nblocks()),
+            "given up after {asked} checks, then {} pages, fresh build {}",
+            store.nblocks(),
+            fresh.nblocks()
+        );
+        assert_eq!(check(&store).expect("check").items, 1200);
+        table.assert_found_exactly(&store, &q);
+    }
+}
+
 /// The estimate of a fresh build's size is within 10 % of real builds.
 #[test]
 fn fresh_pages_estimates_a_fresh_build() {
     let mut gen = Clustered::new(12, 34);
     let data = gen.items(3000);
-    for (n, trees, dims) in [
-        (3000, 4, 64),
-        (3000, 16, 256),
-        (800, 8, 128),
-        (3000, 2, 1024),
-    ] {
-        let (_, store) = Table::new(data[..n].to_vec(), options(trees, dims));
+    let cases = [
+        (3000, 4, 64, 0),
+        (3000, 16, 256, 0),
+        (800, 8, 128, 0),
+        (3000, 2, 1024, 0),
+        (3000, 4, 64, 8),
+    ];
+    for (n, trees, dims, leaf_size) in cases {
+        let options = Options {
+            leaf_size,
+            ..options(trees, dims)
+        };
+        let (_, store) = Table::new(data[..n].to_vec(), options);
         let estimate = fresh_pages(&meta(&store), store.body_size()) as f64;
         let actual = f64::from(store.nblocks());
         assert!(
             (estimate / actual - 1.0).abs() < 0.1,
-            "{n} items, {trees} trees, {dims} dims: estimate {estimate}, build {actual}"
+            "{n} items, {trees} trees, {dims} dims, leaf_size {leaf_size}: estimate {estimate}, build {actual}"
         );
     }
 }
@@ -337,7 +380,7 @@ fn a_compaction_cut_off_anywhere_leaves_a_valid_index() {
             inner: &store,
             left: Cell::new(u64::MAX),
         };
-        compact(&failing, 1, || {}, &mut |_, _, _| {}).expect("compact");
+        compact(&failing, 1, || {}, &mut |_, _, _| {}, &mut || true).expect("compact");
         u64::MAX - failing.left.get()
     };
     assert!(changes > 500, "{changes} changes");
@@ -359,7 +402,7 @@ fn a_compaction_cut_off_anywhere_leaves_a_valid_index() {
             left: Cell::new(k),
         };
         let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            compact(&failing, 1, || {}, &mut |_, _, _| {})
+            compact(&failing, 1, || {}, &mut |_, _, _| {}, &mut || true)
         }));
         assert!(cut.is_err(), "change {k} of {changes}");
         let report = check(&store).unwrap_or_else(|e| panic!("cut at change {k}: {e}"));
