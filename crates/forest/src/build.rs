@@ -400,7 +400,8 @@ pub(crate) fn build_forest<S: PageStore>(
     drop(sample);
     let (basis_block, basis_checksum) = write_basis(store, &basis);
     let space = TreeSpace::new(metric, Arc::new(basis));
-    let roots = build_trees(store, plan, &space, locs, stats, progress);
+    let coded = code_items(store, &space, locs, threads, thread_init, progress);
+    let roots = build_trees(store, plan, &coded, locs, stats, progress);
     Forest {
         space,
         basis_block,
@@ -409,13 +410,13 @@ pub(crate) fn build_forest<S: PageStore>(
     }
 }
 
-/// Codes the items at `locs` in the tree space `space`, builds the trees
-/// and writes their pages (counted in `stats`); returns one root per tree.
-/// Nothing points at the pages yet: the caller writes the metapage.
+/// Builds the trees over the items at `locs` (coded in `coded`, in the same
+/// order) and writes their pages (counted in `stats`); returns one root per
+/// tree. Nothing points at the pages yet: the caller writes the metapage.
 pub(crate) fn build_trees<S: PageStore>(
     store: &S,
     plan: &ForestPlan,
-    space: &TreeSpace,
+    coded: &CodedItems,
     locs: &[ItemLoc],
     stats: &mut BuildStats,
     progress: &mut dyn FnMut(BuildPhase, u64, u64),
@@ -428,8 +429,7 @@ pub(crate) fn build_trees<S: PageStore>(
         ..
     } = *plan;
     let n = locs.len();
-    let d = space.reduced_dims;
-    let coded = code_items(store, space, locs, threads, thread_init, progress);
+    let d = options.reduced_dims as usize;
     // Trees are built in memory on `threads` threads and written here, in
     // tree order, as they become available.
     let trees = options.trees as usize;
@@ -440,7 +440,7 @@ pub(crate) fn build_trees<S: PageStore>(
                 .wrapping_add((t as u64).wrapping_mul(0xA24B_AED4_963E_E407)),
         );
         let mut tree = TreeBuilder {
-            coded: &coded,
+            coded,
             reduced_dims: d,
             leaf_size,
             rng: &mut rng,
@@ -496,7 +496,7 @@ pub(crate) fn build_trees<S: PageStore>(
                 }
             }
             if let Some(Some((nodes, root))) = built[t].take() {
-                roots[t] = write_tree(store, &nodes, root, &coded, locs, d, stats);
+                roots[t] = write_tree(store, &nodes, root, coded, locs, d, stats);
             }
             progress(BuildPhase::BuildingTrees, t as u64 + 1, trees as u64);
         }
@@ -539,7 +539,7 @@ fn stream_items<S: PageStore>(
 /// Reads every item back from the item pages (this thread: the store is
 /// not shared) and codes it, projecting a chunk of items at a time on
 /// `threads` threads.
-fn code_items<S: PageStore>(
+pub(crate) fn code_items<S: PageStore>(
     store: &S,
     space: &TreeSpace,
     locs: &[ItemLoc],

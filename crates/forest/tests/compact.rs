@@ -265,6 +265,51 @@ fn a_compaction_given_up_leaves_a_valid_index() {
     }
 }
 
+/// An insert cut off before it reached any tree leaves its record flagged
+/// and in no leaf: the compaction (which takes the other codes from the old
+/// leaves) codes it from its vector, and the new trees reach it.
+#[test]
+fn an_item_in_no_tree_is_coded_from_its_vector() {
+    let mut gen = Clustered::new(8, 37);
+    let (mut table, store) = Table::new(gen.items(600), options(4, 64));
+    table.update(&store, &mut gen, 0..600);
+    let v = table.versions.len();
+    table.versions.push(gen.sample(0.05));
+    let cut_off = (1..10).find(|&changes| {
+        let failing = Failing {
+            inner: &store,
+            left: Cell::new(changes),
+        };
+        let quiet = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let insert = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            insert(&failing, tid(v), &table.versions[v])
+        }));
+        std::panic::set_hook(quiet);
+        assert!(
+            insert.is_err(),
+            "the insert takes more than {changes} changes"
+        );
+        check(&store).expect("check").incomplete_items == 1
+    });
+    assert!(
+        cut_off.is_some(),
+        "no insert stopped after storing its record"
+    );
+    let report = check(&store).expect("check");
+    assert_eq!(
+        report.leaf_entries,
+        4 * 600,
+        "the cut-off item is in no leaf"
+    );
+    table.rows.push(v);
+    compact_now(&store).expect("due");
+    let report = check(&store).expect("check");
+    assert_eq!((report.live_items, report.incomplete_items), (601, 0));
+    assert_eq!(report.leaf_entries, 4 * 601);
+    table.assert_found_exactly(&store, &gen.queries(1)[0]);
+}
+
 /// The estimate of a fresh build's size is within 10 % of real builds.
 #[test]
 fn fresh_pages_estimates_a_fresh_build() {
