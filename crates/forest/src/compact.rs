@@ -19,7 +19,8 @@
 //!    beyond the cut is flagged deleted;
 //! 2. builds new trees over the records below the cut, in the tree space
 //!    the index has (no new basis: the space was learned from enough rows
-//!    by the build or the one rebuild, and keeping it keeps its pages);
+//!    by the build or the one rebuild, and keeping it keeps its pages and
+//!    the codes the old leaves hold, which the new trees reuse);
 //! 3. points the metapage at the new trees and ends the item chain at the
 //!    cut (the metapage and the new tail page in one change);
 //! 4. clears the copies' flag, frees every page nothing points at now (the
@@ -29,7 +30,8 @@
 //!    pointed at the copies) and frees the originals;
 //! 6. truncates the free pages at the end of the relation.
 //!
-//! Every step is one or more changes that each leave a valid index: before
+//! Until step 3 it gives up when the caller's `keep_going` says so. Every
+//! step is one or more changes that each leave a valid index: before
 //! step 3 the old trees reach every live row (a copy is a duplicate that no
 //! tree reaches, and a later compaction tells it from its original by its
 //! flag and place, and overwrites it); after it the new trees do, and what
