@@ -8,8 +8,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib.sh"
 N=${1:-20000}; QUERIES=${2:-30}
 EXTRA=$((N / 2))
-PGDATA_BENCH=/var/tmp/imgsim/bench-pgdata
-PORT=55434
+PGDATA_BENCH=${IMGSIM_BENCH_PGDATA:-/var/tmp/imgsim/bench-pgdata}
+PORT=${IMGSIM_BENCH_PORT:-55434}
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p "$PORT" -U postgres -d imgsim_bench_write)
 WORK=$(mktemp -d); chmod 755 "$WORK"
 on_exit "rm -rf '$WORK'"
@@ -61,12 +61,26 @@ size_line() {
         '$1', pg_relation_size('items_annoy') / 1048576, items, free_items, item_pages, leaf_pages, split_pages)
         FROM annoy_index_check('items_annoy')"
 }
+seconds_since() { "$VENV/bin/python" -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$1"; }
 size_line "before"
+sizes=()
 for round in $(seq "$ROUNDS"); do
-    "${PSQL[@]}" -c "UPDATE items SET emb = (SELECT emb FROM source s WHERE s.id = (items.id * 7 + $round) % $((N + EXTRA)) + 1)" -c "VACUUM items"
+    started=$(date +%s.%N)
+    "${PSQL[@]}" -c "UPDATE items SET emb = (SELECT emb FROM source s WHERE s.id = (items.id * 7 + $round) % $((N + EXTRA)) + 1)"
+    update_time=$(seconds_since "$started")
+    peak=$("${PSQL[@]}" -tAc "SELECT pg_relation_size('items_annoy') / 1048576")
+    started=$(date +%s.%N)
+    "${PSQL[@]}" -c "VACUUM items"
+    echo "round $round: UPDATE $update_time s ($peak MB after it), VACUUM $(seconds_since "$started") s"
     size_line "after round $round"
+    sizes+=("$("${PSQL[@]}" -tAc "SELECT pg_relation_size('items_annoy')")")
 done
 "${PSQL[@]}" -c "CREATE INDEX items_rebuilt ON items USING annoy (emb)"
 fresh=$("${PSQL[@]}" -tAc "SELECT pg_relation_size('items_rebuilt')")
 echo "fresh build on the same rows: $((fresh / 1048576)) MB"
+for round in $(seq "$ROUNDS"); do
+    echo "after round $round: $("$VENV/bin/python" -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}')" "${sizes[round - 1]}" "$fresh") x the fresh build"
+done
+echo "what VACUUM's compactions logged:"
+as_root grep -o 'annoy index "items_annoy" compacted.*' "$PGDATA_BENCH/server.log" || echo "(none)"
 CURRENT_STEP=done

@@ -118,6 +118,7 @@ run_suite "crash recovery: kill -9 during inserts" bash "$REPO_ROOT/tests/tap/cr
 run_suite "streaming replica answers like the primary" bash "$REPO_ROOT/tests/tap/replica.sh"
 run_suite "concurrent inserts, deletes, queries, VACUUM and index checks" bash "$REPO_ROOT/tests/tap/concurrency.sh"
 run_suite "an index created empty rebuilds once it has rows (recall, page reuse, locks, cancel)" bash "$REPO_ROOT/tests/tap/rebuild.sh"
+run_suite "updates do not bloat: VACUUM compacts (size, recall, replica, locks, kill -9)" bash "$REPO_ROOT/tests/tap/compaction.sh"
 run_suite "soak: 60 s of mixed pgbench work on 2 clients" bash "$REPO_ROOT/bench/run_soak.sh" 60 2
 run_suite "Citus cluster: distributed table, annoy on every shard, moves, a worker down" env IMGSIM_CLI="$IMGSIM_CLI" \
     bash "$REPO_ROOT/tests/citus/cluster.sh" "$SERVER_PHOTOS"

@@ -102,8 +102,9 @@ pub struct PgStore {
     /// kernel once, then counted by our own `allocate`s. `None`: others may
     /// extend it, so every `nblocks` asks the kernel.
     fixed_nblocks: Option<Cell<u32>>,
-    /// A block count seen earlier: blocks below it exist (an index never
-    /// shrinks), so range checks ask the kernel only past it.
+    /// A block count seen earlier: blocks below it exist (an index shrinks
+    /// only under a lock that keeps every other store of it away: the
+    /// compaction's `truncate`), so range checks ask the kernel only past it.
     known_nblocks: Cell<u32>,
 }
 
@@ -699,6 +700,24 @@ impl PageStore for PgStore {
         (blk, self.begin_write(buffer, Some(kind)))
     }
 
+    /// Takes a page that `free` gave back (the compaction knows which are
+    /// free: it holds the index exclusively), and tells the free space map.
+    fn allocate_at(&self, blk: u32, kind: PageKind) -> PageWrite<'_> {
+        // SAFETY: the relation is open.
+        unsafe { pg_sys::RecordUsedIndexPage(self.index, blk) };
+        let buffer = self.read_buffer(blk);
+        // SAFETY: the buffer is pinned; its page is read only under the
+        // exclusive lock, which begin_locked_write keeps.
+        unsafe {
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+            if page_kind(pg_sys::BufferGetPage(buffer)) != Some(PageKind::Free) {
+                pg_sys::UnlockReleaseBuffer(buffer);
+                panic!("annoy: block {blk} is not a free page");
+            }
+            self.begin_locked_write(buffer, Some(kind))
+        }
+    }
+
     /// Marks the page free (its special area's kind, one small WAL record)
     /// and lists it in the free space map for `allocate`.
     fn free(&self, blk: u32) {
@@ -723,6 +742,21 @@ impl PageStore for PgStore {
             pg_sys::UnlockReleaseBuffer(buffer);
             pg_sys::RecordFreeIndexPage(self.index, blk);
         }
+    }
+
+    /// `RelationTruncate`: WAL-logged (a standby or crash recovery cuts the
+    /// relation at the same point), and it cuts the free space map too. The
+    /// caller holds the index exclusively, so no other backend has it open;
+    /// they drop their cached sizes on the invalidation this sends.
+    fn truncate(&self, nblocks: u32) {
+        // SAFETY: the relation is open, and the pages past `nblocks` free.
+        unsafe { pg_sys::RelationTruncate(self.index, nblocks) };
+        if let Some(fixed) = &self.fixed_nblocks {
+            fixed.set(nblocks);
+        }
+        self.known_nblocks
+            .set(self.known_nblocks.get().min(nblocks));
+        self.recent.borrow_mut().truncate(nblocks as usize);
     }
 }
 

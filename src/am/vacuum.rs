@@ -1,14 +1,15 @@
 //! VACUUM: `ambulkdelete` drops dead heap TIDs from every tree and marks
 //! their items deleted (the core reuses the space); `amvacuumcleanup`
-//! reports statistics, and tries the rebuild of an index created on few rows
-//! that its inserts could not do ([`super::rebuild`]).
+//! reports statistics, tries the rebuild of an index created on few rows
+//! that its inserts could not do, and compacts an index that updates and
+//! deletes have bloated ([`super::rebuild`]).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgBox;
 
 use super::page::{Logging, PgStore};
-use super::rebuild::try_rebuild;
+use super::rebuild::{try_compact, try_rebuild};
 use super::relation::{item_pointer_from_tid, raise_corruption, relation_name};
 use imgsim_forest::PageStore;
 
@@ -67,6 +68,9 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
         // delete and annoy_index_check; the cleanup itself need not fail.
         if let Ok(true) = imgsim_forest::rebuild::wants_rebuild(&store) {
             try_rebuild(index);
+        }
+        if let Ok(true) = imgsim_forest::compact::wants_compaction(&store) {
+            try_compact(index);
         }
         if stats.is_null() {
             // No bulk delete ran: report the heap's count as an estimate.

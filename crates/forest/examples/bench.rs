@@ -344,6 +344,9 @@ impl PageStore for CountingStore<'_> {
     fn kind(&self, blk: u32) -> Option<PageKind> {
         self.store.kind(blk)
     }
+    fn prefetch(&self, blk: u32, offset: usize) {
+        self.store.prefetch(blk, offset)
+    }
     fn read(&self, blk: u32) -> Self::Read<'_> {
         if let Some(kind) = self.store.kind(blk) {
             let count = &self.reads[kind as usize];
@@ -363,7 +366,13 @@ impl PageStore for CountingStore<'_> {
     fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         self.store.extend(kind)
     }
+    fn allocate_at(&self, blk: u32, kind: PageKind) -> Self::Write<'_> {
+        self.store.allocate_at(blk, kind)
+    }
     fn free(&self, blk: u32) {
         self.store.free(blk)
+    }
+    fn truncate(&self, nblocks: u32) {
+        self.store.truncate(nblocks)
     }
 }

@@ -390,19 +390,46 @@ pub(crate) fn build_forest<S: PageStore>(
     let ForestPlan {
         options,
         metric,
-        leaf_size,
         threads,
         thread_init,
+        ..
     } = *plan;
-    let n = locs.len();
     let d = options.reduced_dims as usize;
     progress(BuildPhase::LearningSpace, 0, 0);
     let basis = pca::learn_basis(&sample, d, options.seed, threads, thread_init);
     drop(sample);
     let (basis_block, basis_checksum) = write_basis(store, &basis);
     let space = TreeSpace::new(metric, Arc::new(basis));
-
     let coded = code_items(store, &space, locs, threads, thread_init, progress);
+    let roots = build_trees(store, plan, &coded, locs, stats, progress);
+    Forest {
+        space,
+        basis_block,
+        basis_checksum,
+        roots,
+    }
+}
+
+/// Builds the trees over the items at `locs` (coded in `coded`, in the same
+/// order) and writes their pages (counted in `stats`); returns one root per
+/// tree. Nothing points at the pages yet: the caller writes the metapage.
+pub(crate) fn build_trees<S: PageStore>(
+    store: &S,
+    plan: &ForestPlan,
+    coded: &CodedItems,
+    locs: &[ItemLoc],
+    stats: &mut BuildStats,
+    progress: &mut dyn FnMut(BuildPhase, u64, u64),
+) -> Vec<NodeRef> {
+    let ForestPlan {
+        options,
+        leaf_size,
+        threads,
+        thread_init,
+        ..
+    } = *plan;
+    let n = locs.len();
+    let d = options.reduced_dims as usize;
     // Trees are built in memory on `threads` threads and written here, in
     // tree order, as they become available.
     let trees = options.trees as usize;
@@ -413,7 +440,7 @@ pub(crate) fn build_forest<S: PageStore>(
                 .wrapping_add((t as u64).wrapping_mul(0xA24B_AED4_963E_E407)),
         );
         let mut tree = TreeBuilder {
-            coded: &coded,
+            coded,
             reduced_dims: d,
             leaf_size,
             rng: &mut rng,
@@ -469,18 +496,12 @@ pub(crate) fn build_forest<S: PageStore>(
                 }
             }
             if let Some(Some((nodes, root))) = built[t].take() {
-                roots[t] = write_tree(store, &nodes, root, &coded, locs, d, stats);
+                roots[t] = write_tree(store, &nodes, root, coded, locs, d, stats);
             }
             progress(BuildPhase::BuildingTrees, t as u64 + 1, trees as u64);
         }
     });
-
-    Forest {
-        space,
-        basis_block,
-        basis_checksum,
-        roots,
-    }
+    roots
 }
 
 /// Adds every record from `start` on to the written trees, one at a time
@@ -518,7 +539,7 @@ fn stream_items<S: PageStore>(
 /// Reads every item back from the item pages (this thread: the store is
 /// not shared) and codes it, projecting a chunk of items at a time on
 /// `threads` threads.
-fn code_items<S: PageStore>(
+pub(crate) fn code_items<S: PageStore>(
     store: &S,
     space: &TreeSpace,
     locs: &[ItemLoc],

@@ -24,7 +24,8 @@ pub struct CheckReport {
     /// Pages nothing points at: allocated by a change that a crash cut off
     /// before the page linking to them was logged. Wasted, not wrong.
     pub unused_pages: u32,
-    /// Pages given back (by the rebuild) for allocations to reuse.
+    /// Pages given back (by the rebuild or the compaction) for allocations
+    /// to reuse.
     pub free_pages: u32,
     pub trees: u32,
     pub item_pages: u32,

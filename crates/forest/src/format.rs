@@ -165,8 +165,13 @@ on_disk_struct! {
         /// First record of the free list (block 0 = empty list).
         pub free_block: u32,
         pub free_offset: u16,
-        pub reserved1: u16,
-        pub reserved2: u32,
+        /// 1 from the start of a compaction to its end ([`crate::compact`]):
+        /// one cut off may have left unreachable pages to give back.
+        pub compacting: u16,
+        /// Live records that are copies a compaction made and has not yet
+        /// switched to (a compaction cut off before its switch leaves them,
+        /// in no tree: see [`crate::compact`]). 0 in older indexes.
+        pub copies_pending: u32,
     }
     size = 104;
 }

@@ -226,17 +226,38 @@ pub fn refill<S: PageStore>(
     header: ItemRecordHeader,
     vector: &[f16],
 ) -> Result<(u32, u16), Corruption> {
+    let old = rewrite(store, loc, header, vector, |old| {
+        (old.flags == ITEM_DELETED | ITEM_FREE)
+            .then_some(())
+            .ok_or_else(|| {
+                Corruption::new(
+                    loc.block,
+                    format!(
+                        "free list points at item offset {}, which is not free",
+                        loc.offset
+                    ),
+                )
+            })
+    })?;
+    Ok(old.free_link())
+}
+
+/// Writes a record over the slot at `loc` if `replaceable` accepts the
+/// header there, and returns that header. The slot's page (and the next one
+/// if the vector continues there) are written in chain order, in one change.
+pub fn rewrite<S: PageStore>(
+    store: &S,
+    loc: ItemLoc,
+    header: ItemRecordHeader,
+    vector: &[f16],
+    replaceable: impl FnOnce(&ItemRecordHeader) -> Result<(), Corruption>,
+) -> Result<ItemRecordHeader, Corruption> {
     check_loc(store, loc)?;
     let body = store.body_size();
     let offset = loc.offset as usize;
     let mut page = store.write(loc.block);
     let old = ItemRecordHeader::read(&page[offset..]);
-    if old.flags != ITEM_DELETED | ITEM_FREE {
-        return Err(Corruption::new(
-            loc.block,
-            format!("free list points at item offset {offset}, which is not free"),
-        ));
-    }
+    replaceable(&old)?;
     let bytes = vector_bytes(vector);
     let start = offset + ItemRecordHeader::SIZE;
     let first = (body - start).min(VECTOR_BYTES);
@@ -251,7 +272,7 @@ pub fn refill<S: PageStore>(
     }
     header.write(&mut page[offset..]);
     page[start..start + first].copy_from_slice(&bytes[..first]);
-    Ok(old.free_link())
+    Ok(old)
 }
 
 fn copy_f16s(bytes: &[u8], out: &mut [f16]) {

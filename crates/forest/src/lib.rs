@@ -14,6 +14,7 @@
 
 pub mod build;
 pub mod check;
+pub mod compact;
 pub mod format;
 pub mod insert;
 mod items;
@@ -30,6 +31,7 @@ pub mod vacuum;
 
 pub use build::{build, BuildError, BuildPhase, BuildStats, Builder};
 pub use check::{check, CheckReport};
+pub use compact::{compact, CompactStats};
 pub use insert::{insert, Inserted};
 pub use rebuild::{rebuild, rebuild_due, RebuildStats};
 pub use search::{default_rerank, SearchParams, Searcher, DEFAULT_SEARCH_K};

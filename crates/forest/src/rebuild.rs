@@ -158,14 +158,30 @@ pub fn rebuild<S: PageStore>(
 /// Every page of the current forest: its basis pages and each tree's split
 /// and leaf pages (leaves split by inserts included), each once.
 fn forest_pages<S: PageStore>(store: &S, meta: &Meta) -> Result<Vec<u32>, Corruption> {
-    let td = meta.reduced_dims();
     let h = &meta.header;
     let mut pages: Vec<u32> = (h.basis_block..h.basis_block + h.basis_pages).collect();
-    let mut split_pages = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new();
+    walk_tree_pages(store, meta, |page, _| {
+        if seen.insert(page) {
+            pages.push(page);
+        }
+    })?;
+    Ok(pages)
+}
+
+/// Calls `visit(page, parent)` for every node of every tree: the page that
+/// holds it (a split page once per node on it) and the page holding the
+/// reference to it (`None` for a root, which the metapage holds).
+pub(crate) fn walk_tree_pages<S: PageStore>(
+    store: &S,
+    meta: &Meta,
+    mut visit: impl FnMut(u32, Option<u32>),
+) -> Result<(), Corruption> {
+    let td = meta.reduced_dims();
     let mut normal = vec![0f32; td];
     for root in &meta.roots {
-        let mut stack = vec![(*root, 0u16)];
-        while let Some((node, depth)) = stack.pop() {
+        let mut stack = vec![(*root, 0u16, None)];
+        while let Some((node, depth, parent)) = stack.pop() {
             if depth > MAX_TREE_DEPTH {
                 return Err(Corruption::new(
                     node.block,
@@ -176,25 +192,23 @@ fn forest_pages<S: PageStore>(store: &S, meta: &Meta) -> Result<Vec<u32>, Corrup
                 NODE_EMPTY => {}
                 NODE_SPLIT => {
                     let split = crate::insert::read_split(store, node, &mut normal)?;
-                    if split_pages.insert(node.block) {
-                        pages.push(node.block);
-                    }
-                    stack.push((split.left, depth + 1));
-                    stack.push((split.right, depth + 1));
+                    visit(node.block, parent);
+                    stack.push((split.left, depth + 1, Some(node.block)));
+                    stack.push((split.right, depth + 1, Some(node.block)));
                 }
                 NODE_LEAF => {
                     crate::insert::check_kind(store, node.block, PageKind::Leaf)?;
-                    pages.push(node.block);
+                    visit(node.block, parent);
                     let page = store.read(node.block);
                     if let Leaf::Split(split_node) = leaf::parse(node.block, &page, td)? {
                         let split = read_split_node(split_node, &mut normal);
-                        stack.push((split.left, depth + 1));
-                        stack.push((split.right, depth + 1));
+                        stack.push((split.left, depth + 1, Some(node.block)));
+                        stack.push((split.right, depth + 1, Some(node.block)));
                     }
                 }
                 kind => return Err(Corruption::new(node.block, format!("bad node kind {kind}"))),
             }
         }
     }
-    Ok(pages)
+    Ok(())
 }

@@ -75,8 +75,10 @@ pub trait PageStore {
     /// page) into the CPU's caches. Any block and offset are allowed, and
     /// nothing but speed depends on it.
     fn prefetch(&self, _blk: u32, _offset: usize) {}
-    /// Whether block `blk` exists. Relations only grow, so a store may
-    /// answer from a cached size and ask again only past it.
+    /// Whether block `blk` exists. Relations only grow while anyone else
+    /// uses them (only [`truncate`](Self::truncate), under a lock that keeps
+    /// every other user out, shrinks them), so a store may answer from a
+    /// cached size and ask again only past it.
     fn contains(&self, blk: u32) -> bool {
         blk < self.nblocks()
     }
@@ -103,9 +105,16 @@ pub trait PageStore {
     /// Appends a zeroed page of the given kind (never a freed one: runs of
     /// pages that must be consecutive, the basis).
     fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>);
+    /// Takes the free page `blk` (one [`free`](Self::free) gave back),
+    /// zeroed as `kind` and locked exclusively: for a caller that chooses
+    /// where its pages go (the compaction, lowest blocks first).
+    fn allocate_at(&self, blk: u32, kind: PageKind) -> Self::Write<'_>;
     /// Gives back a page nothing points at any more, and that no other
     /// backend can still be reading (the caller's lock guarantees it).
     fn free(&self, blk: u32);
+    /// Cuts the store to its first `nblocks` pages, every page past them
+    /// free. Only with no other user of the index (the caller's lock).
+    fn truncate(&self, nblocks: u32);
 }
 
 /// A shared store is a store: searches own theirs, tests lend one.
@@ -155,8 +164,14 @@ impl<S: PageStore + ?Sized> PageStore for &S {
     fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         (**self).extend(kind)
     }
+    fn allocate_at(&self, blk: u32, kind: PageKind) -> Self::Write<'_> {
+        (**self).allocate_at(blk, kind)
+    }
     fn free(&self, blk: u32) {
         (**self).free(blk)
+    }
+    fn truncate(&self, nblocks: u32) {
+        (**self).truncate(nblocks)
     }
 }
 
@@ -174,7 +189,8 @@ type Chunk = Box<[OnceCell<MemPage>]>;
 /// In-memory page store for tests and benchmarks.
 ///
 /// Pages never move once allocated (two-level table of `OnceCell`s), so
-/// guards can borrow them while new pages are appended. A read and a write of
+/// guards can borrow them while new pages are appended; a page cut off by
+/// `truncate` keeps its cell and is zeroed when the store grows again. A read and a write of
 /// the same page at once (a self-deadlock in Postgres) panics.
 pub struct MemStore {
     body_size: usize,
@@ -270,10 +286,30 @@ impl PageStore for MemStore {
         (blk, body)
     }
 
+    fn allocate_at(&self, blk: u32, kind: PageKind) -> RefMut<'_, [u8]> {
+        let mut free_pages = self.free_pages.borrow_mut();
+        let at = free_pages.iter().position(|&b| b == blk);
+        let at = at.unwrap_or_else(|| panic!("block {blk} is not free"));
+        free_pages.swap_remove(at);
+        self.page(blk).kind.set(kind as u8);
+        let mut body = self.write(blk);
+        body.fill(0);
+        body
+    }
+
     fn free(&self, blk: u32) {
         assert!(blk != 0, "the metapage is never freed");
         self.page(blk).kind.set(PageKind::Free as u8);
         self.free_pages.borrow_mut().push(blk);
+    }
+
+    fn truncate(&self, nblocks: u32) {
+        assert!(nblocks >= 1, "the metapage stays");
+        for blk in nblocks..self.nblocks.get() {
+            assert_eq!(self.kind(blk), Some(PageKind::Free), "block {blk} in use");
+        }
+        self.free_pages.borrow_mut().retain(|&b| b < nblocks);
+        self.nblocks.set(nblocks.min(self.nblocks.get()));
     }
 
     fn extend(&self, kind: PageKind) -> (u32, RefMut<'_, [u8]>) {
@@ -282,14 +318,15 @@ impl PageStore for MemStore {
         assert!(c < MAX_CHUNKS, "MemStore full");
         let chunk =
             self.chunks[c].get_or_init(|| (0..CHUNK_PAGES).map(|_| OnceCell::new()).collect());
-        let page = MemPage {
+        self.nblocks.set(blk + 1);
+        // A page cut off by `truncate` is set already: it comes back zeroed.
+        let page = chunk[i].get_or_init(|| MemPage {
             kind: Cell::new(kind as u8),
             body: RefCell::new(vec![0u8; self.body_size].into_boxed_slice()),
-        };
-        if chunk[i].set(page).is_err() {
-            unreachable!("page {blk} allocated twice");
-        }
-        self.nblocks.set(blk + 1);
-        (blk, self.write(blk))
+        });
+        page.kind.set(kind as u8);
+        let mut body = self.write(blk);
+        body.fill(0);
+        (blk, body)
     }
 }

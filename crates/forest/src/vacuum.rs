@@ -173,9 +173,17 @@ pub fn bulk_delete<S: PageStore>(
         }
     }
 
-    // No leaf points at the dead records now: put them on the free list, a
-    // page at a time, each page's records and the list head in one change.
+    // No leaf points at the dead records now.
     let mut dead: Vec<ItemLoc> = dead.into_iter().collect();
+    free_records(store, &mut dead);
+    stats.freed = dead.len() as u64;
+    stats.live = MetaHeader::read(&store.read(META_BLOCK)).live_count;
+    Ok(stats)
+}
+
+/// Puts deleted records that no leaf points at on the free list, a page
+/// at a time, each page's records and the list head in one change.
+pub(crate) fn free_records<S: PageStore>(store: &S, dead: &mut [ItemLoc]) {
     dead.sort_unstable();
     for page_records in dead.chunk_by(|a, b| a.block == b.block) {
         let mut meta_page = store.write(META_BLOCK);
@@ -192,9 +200,6 @@ pub fn bulk_delete<S: PageStore>(
         header.free_count += page_records.len() as u64;
         header.write(&mut meta_page);
     }
-    stats.freed = dead.len() as u64;
-    stats.live = MetaHeader::read(&store.read(META_BLOCK)).live_count;
-    Ok(stats)
 }
 
 /// A node the tree walk of [`bulk_delete`] has yet to visit, with the split

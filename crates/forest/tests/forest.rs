@@ -1021,8 +1021,14 @@ impl PageStore for TestStore<'_> {
     fn extend(&self, kind: PageKind) -> (u32, Self::Write<'_>) {
         self.inner.extend(kind)
     }
+    fn allocate_at(&self, blk: u32, kind: PageKind) -> Self::Write<'_> {
+        self.inner.allocate_at(blk, kind)
+    }
     fn free(&self, blk: u32) {
         self.inner.free(blk)
+    }
+    fn truncate(&self, nblocks: u32) {
+        self.inner.truncate(nblocks)
     }
 }
 

@@ -107,13 +107,15 @@ SELECT live_items FROM annoy_index_check('scratch_idx');
 SELECT bool_and(s.id = (SELECT id FROM scratch ORDER BY emb <-> s.emb LIMIT 1)) AS each_row_finds_itself FROM scratch s;
 RESET enable_seqscan;
 
--- An update-heavy load: VACUUM frees the records of replaced rows and later
--- inserts refill them, so the index stops growing after the first round.
+-- An update-heavy load: once VACUUM has freed the records of the replaced
+-- rows it compacts the index (live records moved into the freed slots, new
+-- trees, the relation truncated): only live records stay, and the index
+-- stays about a fresh build's size.
 CREATE TABLE churn AS SELECT id, emb FROM items WHERE id <= 400;
 CREATE INDEX churn_idx ON churn USING annoy (emb) WITH (trees = 2);
+SELECT pg_relation_size('churn_idx') AS fresh_size \gset
 UPDATE churn SET emb = i.emb FROM items i WHERE i.id = churn.id + 400;
 VACUUM churn;
-SELECT pg_relation_size('churn_idx') AS size_after_one_round \gset
 SELECT live_items, deleted_items, free_items FROM annoy_index_check('churn_idx');
 UPDATE churn SET emb = i.emb FROM items i WHERE i.id = churn.id + 800;
 VACUUM churn;
@@ -122,7 +124,7 @@ VACUUM churn;
 UPDATE churn SET emb = i.emb FROM items i WHERE i.id = churn.id + 1600;
 VACUUM churn;
 SELECT live_items, deleted_items, free_items FROM annoy_index_check('churn_idx');
-SELECT pg_relation_size('churn_idx') <= :size_after_one_round * 1.05 AS index_did_not_grow;
+SELECT pg_relation_size('churn_idx') <= :fresh_size * 1.3 AS near_a_fresh_build;
 SET enable_seqscan = off;
 SELECT bool_and(c.id = (SELECT id FROM churn ORDER BY emb <-> c.emb LIMIT 1)) AS each_row_finds_itself FROM churn c;
 RESET enable_seqscan;
