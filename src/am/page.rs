@@ -186,15 +186,19 @@ impl PgStore {
         buffer
     }
 
-    /// [`Self::read_buffer`] through the buffer this backend found the
-    /// block in last time, when it still holds it (see [`RecentBuffers`]).
-    fn read_recent_buffer(&self, blk: u32) -> pg_sys::Buffer {
-        let remembered = self
-            .recent
+    /// The buffer this backend last found block `blk` in, or `InvalidBuffer`.
+    fn remembered_buffer(&self, blk: u32) -> pg_sys::Buffer {
+        self.recent
             .borrow()
             .get(blk as usize)
             .copied()
-            .unwrap_or(pg_sys::InvalidBuffer as pg_sys::Buffer);
+            .unwrap_or(pg_sys::InvalidBuffer as pg_sys::Buffer)
+    }
+
+    /// [`Self::read_buffer`] through the buffer this backend found the
+    /// block in last time, when it still holds it (see [`RecentBuffers`]).
+    fn read_recent_buffer(&self, blk: u32) -> pg_sys::Buffer {
+        let remembered = self.remembered_buffer(blk);
         if remembered != pg_sys::InvalidBuffer as pg_sys::Buffer {
             // SAFETY: the relation is open; ReadRecentBuffer checks the
             // buffer's tag under its header lock before pinning it.
@@ -613,12 +617,7 @@ impl PageStore for PgStore {
     /// at `offset`. Only addresses are computed: a stale or evicted buffer
     /// warms an unrelated page, which costs nothing but the hint.
     fn prefetch(&self, blk: u32, offset: usize) {
-        let buffer = self
-            .recent
-            .borrow()
-            .get(blk as usize)
-            .copied()
-            .unwrap_or(pg_sys::InvalidBuffer as pg_sys::Buffer);
+        let buffer = self.remembered_buffer(blk);
         // 0 is no buffer; local buffers (temporary indexes) are negative.
         if buffer <= 0 {
             return;

@@ -366,6 +366,27 @@ pub(crate) struct ForestPlan {
     pub thread_init: fn(),
 }
 
+impl ForestPlan {
+    /// New trees for an index with the options its metapage records (the
+    /// rebuild and the compaction): never due a rebuild of its own.
+    pub(crate) fn for_index(meta: &Meta, threads: usize, thread_init: fn()) -> Self {
+        let h = &meta.header;
+        ForestPlan {
+            options: Options {
+                trees: h.trees,
+                leaf_size: h.leaf_size,
+                reduced_dims: h.reduced_dims,
+                seed: h.seed,
+                rebuild_rows: 0,
+            },
+            metric: meta.space.metric,
+            leaf_size: h.leaf_size as usize,
+            threads,
+            thread_init,
+        }
+    }
+}
+
 /// A forest written to pages: its tree space (basis pages from
 /// `basis_block`, with their checksum) and one root per tree.
 pub(crate) struct Forest {

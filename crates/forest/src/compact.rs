@@ -52,7 +52,7 @@ use crate::meta::{Meta, META_BLOCK};
 use crate::rebuild::walk_tree_pages;
 use crate::store::{PageKind, PageStore};
 use crate::vacuum::free_records;
-use crate::{Corruption, Options};
+use crate::Corruption;
 
 /// A compaction is due once the index is this many times the size a fresh
 /// build of its live items would have ([`fresh_pages`]). Compacting right
@@ -487,25 +487,12 @@ pub fn compact<S: PageStore>(
     }
 
     // 2. New trees over the records before the cut.
-    let h = meta.header;
     let locs: Vec<ItemLoc> = chain.slots[..cut]
         .iter()
         .filter(|s| s.class == Class::Keep)
         .map(|s| s.loc)
         .collect();
-    let plan = ForestPlan {
-        options: Options {
-            trees: h.trees,
-            leaf_size: h.leaf_size,
-            reduced_dims: h.reduced_dims,
-            seed: h.seed,
-            rebuild_rows: 0,
-        },
-        metric: meta.space.metric,
-        leaf_size: h.leaf_size as usize,
-        threads,
-        thread_init,
-    };
+    let plan = ForestPlan::for_index(&meta, threads, thread_init);
     let mut built = BuildStats {
         items: locs.len() as u64,
         streamed: 0,

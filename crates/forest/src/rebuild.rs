@@ -22,7 +22,7 @@ use crate::items::{for_each_record_from, read_item, ItemLoc};
 use crate::leaf::{self, Leaf};
 use crate::meta::{Meta, META_BLOCK};
 use crate::store::{PageKind, PageStore};
-use crate::{Corruption, Options};
+use crate::Corruption;
 
 /// The default of [`Options::rebuild_rows`].
 pub const REBUILD_ROWS: u32 = 20_000;
@@ -110,19 +110,7 @@ pub fn rebuild<S: PageStore>(
         locs.len() as u64,
     );
 
-    let plan = ForestPlan {
-        options: Options {
-            trees: h.trees,
-            leaf_size: h.leaf_size,
-            reduced_dims: h.reduced_dims,
-            seed: h.seed,
-            rebuild_rows: 0,
-        },
-        metric: meta.space.metric,
-        leaf_size: h.leaf_size as usize,
-        threads,
-        thread_init,
-    };
+    let plan = ForestPlan::for_index(&meta, threads, thread_init);
     let mut built = BuildStats {
         items: locs.len() as u64,
         streamed: 0,
