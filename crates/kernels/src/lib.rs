@@ -2,7 +2,9 @@
 //!
 //! Every public function dispatches at run time: on x86-64 with AVX2, F16C and
 //! FMA it uses [`x86`], elsewhere the scalar reference in [`scalar`]. The
-//! scalar module is the specification; the tests compare the two.
+//! scalar module is the specification; the tests compare the two. The
+//! reduced-space kernels ([`reduced`]) and the integer code scores
+//! ([`code`]) also take AVX-512 where the CPU has it.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use half::f16;
