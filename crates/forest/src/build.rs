@@ -75,6 +75,19 @@ pub struct BuildStats {
     pub item_pages: u32,
 }
 
+impl BuildStats {
+    /// The stats of a build over `items` existing records, before any page is written.
+    pub(crate) fn of_items(items: u64) -> Self {
+        BuildStats {
+            items,
+            streamed: 0,
+            leaf_pages: 0,
+            split_pages: 0,
+            item_pages: 0,
+        }
+    }
+}
+
 /// Builds an index from `items` into an empty `store`; see [`Builder`].
 pub fn build<'v, S: PageStore>(
     store: &S,

@@ -493,13 +493,7 @@ pub fn compact<S: PageStore>(
         .map(|s| s.loc)
         .collect();
     let plan = ForestPlan::for_index(&meta, threads, thread_init);
-    let mut built = BuildStats {
-        items: locs.len() as u64,
-        streamed: 0,
-        leaf_pages: 0,
-        split_pages: 0,
-        item_pages: 0,
-    };
+    let mut built = BuildStats::of_items(locs.len() as u64);
     let origins: Vec<ItemLoc> = locs
         .iter()
         .map(|loc| copied_from.get(loc).copied().unwrap_or(*loc))

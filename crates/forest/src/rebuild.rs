@@ -111,13 +111,7 @@ pub fn rebuild<S: PageStore>(
     );
 
     let plan = ForestPlan::for_index(&meta, threads, thread_init);
-    let mut built = BuildStats {
-        items: locs.len() as u64,
-        streamed: 0,
-        leaf_pages: 0,
-        split_pages: 0,
-        item_pages: 0,
-    };
+    let mut built = BuildStats::of_items(locs.len() as u64);
     let forest = build_forest(store, &plan, sample.rows, &locs, &mut built, progress);
     debug_assert_eq!(forest.space.reduced_dims, td);
 
