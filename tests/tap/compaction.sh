@@ -17,9 +17,7 @@ N=2000
 on_exit "cluster_stop $STANDBY; cluster_stop $DATA"
 
 fresh_cluster "$DATA" "$PORT" wal_level=replica max_wal_senders=4
-cluster_stop "$STANDBY"; as_root rm -rf "$STANDBY"
-as_postgres "$PG_BIN/pg_basebackup" -h /tmp -p "$PORT" -U postgres -D "$STANDBY" -R -X stream
-cluster_start "$STANDBY" "$STANDBY_PORT" hot_standby=on
+standby_cluster "$PORT" "$STANDBY" "$STANDBY_PORT"
 
 # A hard structured set (as in rebuild.sh): 40 clusters in a rank-32 latent
 # space mapped to 2048-d by one random linear map and ReLU, L2-normalised;
@@ -103,18 +101,10 @@ ok "it recalls like a fresh build (within 0.03)" \
     test "$(sql $PORT -c "SELECT $recall_after >= $recall_fresh - 0.03 AND $recall_after >= $recall_before - 0.03")" = t
 
 # The standby replays the moves, the frees and the truncation.
-wait_for_replay() {
-    local lsn; lsn=$(sql $PORT -c "SELECT pg_current_wal_lsn()")
-    for _ in $(seq 1 300); do
-        [ "$(sql $STANDBY_PORT -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn")" = t ] && return 0
-        sleep 0.2
-    done
-    return 1
-}
 answers() {
     sql "$1" -c "SET enable_seqscan = off" -c "SELECT q, array(SELECT id FROM t ORDER BY t.emb <-> queries.emb LIMIT 10) FROM queries ORDER BY q"
 }
-ok "the standby replayed the primary's WAL" wait_for_replay
+ok "the standby replayed the primary's WAL" wait_for_replay $PORT $STANDBY_PORT
 ok "the standby's index has the primary's size" \
     test "$(sql $STANDBY_PORT -c "SELECT pg_relation_size('t_annoy')")" = "$(sql $PORT -c "SELECT pg_relation_size('t_annoy')")"
 ok "the standby's index passes annoy_index_check" sql $STANDBY_PORT -c "SELECT * FROM annoy_index_check('t_annoy')"
@@ -211,7 +201,7 @@ ok "after the next VACUUM the index is within 1.3x the fresh build's size again"
 ok "annoy_index_check passes, only live records left" \
     check "live_items = $N AND items = $N AND unused_pages = 0"
 ok "every row is its own nearest neighbour through the index" all_found
-ok "the standby follows" wait_for_replay
+ok "the standby follows" wait_for_replay $PORT $STANDBY_PORT
 ok "the standby's index passes annoy_index_check" sql $STANDBY_PORT -c "SELECT * FROM annoy_index_check('t_annoy')"
 ok "the standby returns the same rows as the primary" test "$(answers $STANDBY_PORT)" = "$(answers $PORT)"
 finish_tap

@@ -11,18 +11,8 @@ STANDBY=$TAP_ROOT/standby
 on_exit "cluster_stop $STANDBY; cluster_stop $PRIMARY"
 
 fresh_cluster "$PRIMARY" "$PRIMARY_PORT" wal_level=replica max_wal_senders=4
-cluster_stop "$STANDBY"; as_root rm -rf "$STANDBY"
-as_postgres "$PG_BIN/pg_basebackup" -h /tmp -p "$PRIMARY_PORT" -U postgres -D "$STANDBY" -R -X stream
-cluster_start "$STANDBY" "$STANDBY_PORT" hot_standby=on
+standby_cluster "$PRIMARY_PORT" "$STANDBY" "$STANDBY_PORT"
 
-wait_for_replay() {
-    local lsn; lsn=$(sql $PRIMARY_PORT -c "SELECT pg_current_wal_lsn()")
-    for _ in $(seq 1 300); do
-        [ "$(sql $STANDBY_PORT -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn")" = t ] && return 0
-        sleep 0.2
-    done
-    return 1
-}
 
 # 20 queries against table $1.
 queries() {
@@ -36,7 +26,7 @@ GROUP BY q ORDER BY q;"
 # compare STAGE [TABLE]: the standby answers like the primary (table t by default).
 compare() {
     local stage=$1 table=${2:-t}
-    ok "standby replayed the primary's WAL ($stage)" wait_for_replay
+    ok "standby replayed the primary's WAL ($stage)" wait_for_replay $PRIMARY_PORT $STANDBY_PORT
     local primary standby
     primary=$(sql $PRIMARY_PORT -c "$(queries "$table")")
     standby=$(sql $STANDBY_PORT -c "$(queries "$table")")
