@@ -249,8 +249,18 @@ fn main() {
                 },
             )
             .expect("build");
+            let inserts = Instant::now();
+            let insert_cpu = process_cpu_s();
             for (i, v) in data.iter().enumerate().skip(built_rows) {
                 imgsim_forest::insert(&store, tid(i), v).expect("insert");
+            }
+            if built_rows < n {
+                println!(
+                    "{} inserts {:.2}s ({:.2} cpu s)",
+                    n - built_rows,
+                    inserts.elapsed().as_secs_f64(),
+                    process_cpu_s() - insert_cpu
+                );
             }
             let build_s = t.elapsed().as_secs_f64();
             println!("build cpu {:.1}s", process_cpu_s() - build_cpu);
