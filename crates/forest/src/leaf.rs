@@ -235,16 +235,36 @@ pub(crate) fn split_in_place<S: PageStore>(
     drop(right_page);
     let header = LeafPageHeader::read(page);
     let version = header.version.wrapping_add(1);
-    page.fill(0);
+    let count = header.count as usize;
+    // The entries that stay keep their slots; the slots of those that
+    // leave, below the new count, take the staying entries from above it
+    // (the new entry is number `count`). So the WAL record's delta is the
+    // refilled slots, not the whole page, and the emptied end is zeros
+    // (the page's hole, not logged at all).
+    let cut = division.cut;
+    let mut stays = vec![false; count + 1];
+    for &i in &division.ids[..cut] {
+        stays[i as usize] = true;
+    }
+    let mut from_above = (cut..=count).filter(|&i| stays[i]);
+    for slot in (0..cut).filter(|&slot| !stays[slot]) {
+        let i = from_above
+            .next()
+            .expect("as many staying entries above the cut as leaving ones below it");
+        write_entry(
+            page,
+            slot,
+            &division.entries[i],
+            division.coded.code(i as u32),
+        );
+    }
+    page[entry_offset(cut, reduced_dims)..entry_offset(count, reduced_dims)].fill(0);
     LeafPageHeader {
-        count: division.cut as u16,
+        count: cut as u16,
         version,
         ..header
     }
     .write(page);
-    for (k, (entry, code)) in division.side(true).enumerate() {
-        write_entry(page, k, &entry, code);
-    }
     let split = SplitNodeHeader {
         left: NodeRef::leaf_version(block, version),
         right: NodeRef::leaf(right),
@@ -339,6 +359,62 @@ mod tests {
             vec![(1, c1[..TD].to_vec()), (3, c3[..TD].to_vec())]
         );
         assert_eq!(remove_dead(&mut page, 2, TD, &dead), 0);
+    }
+
+    #[test]
+    fn split_in_place_keeps_the_staying_entries_in_their_slots() {
+        let store = MemStore::postgres_sized();
+        let capacity = leaf_capacity(store.body_size(), TD);
+        // Codes on two sides of coordinate 0, interleaved, so entries of
+        // both sides lie below any cut.
+        let code = |k: usize| {
+            let mut c = vec![(k % 7) as u8; code_stride(TD)];
+            c[0] = if k.is_multiple_of(2) {
+                100
+            } else {
+                (-100i8) as u8
+            };
+            c[1] = k as u8; // no two alike, so no entry lies on the hyperplane
+            c
+        };
+        let codes: Vec<Vec<u8>> = (0..=capacity).map(code).collect();
+        let (block, mut page) = write_new(
+            &store,
+            (0..capacity).map(|k| (entry(k as u32 + 1), &codes[k][..])),
+        );
+        let before = entries_of(&page);
+        let extra = (entry(capacity as u32 + 1), &codes[capacity][..]);
+        let (split, normal) = split_in_place(&store, block, &mut page, TD, extra, 9);
+        let right_page = store.read(split.right.block);
+        let (left, right) = (entries_of(&page), entries_of(&right_page));
+        // Every entry, the new one included, is on exactly one side, and
+        // on the side of the hyperplane the split node says.
+        let mut all: Vec<u32> = left.iter().chain(&right).map(|(b, _)| *b).collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=capacity as u32 + 1).collect::<Vec<_>>());
+        let margin = |code: &[u8]| {
+            split.offset
+                + 0.5
+                    * normal
+                        .iter()
+                        .zip(code)
+                        .map(|(w, &c)| w * f32::from(c as i8))
+                        .sum::<f32>()
+        };
+        assert!(left.iter().all(|(_, c)| margin(c) <= 0.0));
+        assert!(right.iter().all(|(_, c)| margin(c) > 0.0));
+        assert!(!left.is_empty() && !right.is_empty());
+        // An entry that stays and was below the new count keeps its slot.
+        let left_blocks: HashSet<u32> = left.iter().map(|(b, _)| *b).collect();
+        for (slot, (b, _)) in before.iter().enumerate().take(left.len()) {
+            if left_blocks.contains(b) {
+                assert_eq!(left[slot].0, *b, "slot {slot} moved");
+            }
+        }
+        // The emptied end of the page is zeros.
+        assert!(page[entry_offset(left.len(), TD)..].iter().all(|&b| b == 0));
+        assert_eq!(version(&page), 1);
+        assert_eq!(split.left, NodeRef::leaf_version(block, 1));
     }
 
     #[test]
