@@ -3,8 +3,12 @@
 //! Every index page is a standard Postgres page: the 24-byte header, a body
 //! of [`BODY_SIZE`] bytes handed to the core, and a 16-byte special area
 //! holding [`ANNOY_MAGIC`] and the page kind, so any page says what it is.
-//! `pd_lower = pd_upper = pd_special`: the whole body is data (no hole), so
-//! GenericXLog's delta and full-page images cover all of it.
+//! `pd_upper = pd_special`, and `pd_lower` just past the body's last
+//! non-zero byte ([`fit_lower`], before every WAL record and bulk write): the
+//! zeros of the body's unused end are the page's "hole", which GenericXLog
+//! neither compares nor logs and full-page images leave out (a new leaf is
+//! half empty, a grown one a quarter). Every byte past `pd_lower` is zero, so
+//! the hole that WAL replay and GenericXLog zero holds nothing.
 //!
 //! Writes go through [`PageWrite`], an RAII guard over a GenericXLog record
 //! ([`Logging::Generic`]):
@@ -115,6 +119,9 @@ struct WriteGroup {
     state: Option<*mut pg_sys::GenericXLogState>,
     /// Locked buffers, released when the record is finished or aborted.
     buffers: Vec<pg_sys::Buffer>,
+    /// GenericXLog's copies of their pages, whose `pd_lower` is fitted
+    /// before the record is finished.
+    pages: Vec<pg_sys::Page>,
     /// Guards of the group not yet dropped.
     open_guards: usize,
 }
@@ -355,6 +362,7 @@ impl Drop for PageWrite<'_> {
         unsafe {
             match self.log {
                 WriteLog::Unlogged => {
+                    fit_lower(self.page);
                     pg_sys::MarkBufferDirty(self.buffer);
                     pg_sys::UnlockReleaseBuffer(self.buffer);
                 }
@@ -362,6 +370,7 @@ impl Drop for PageWrite<'_> {
                     if panicking {
                         pg_sys::GenericXLogAbort(state);
                     } else {
+                        fit_lower(self.page);
                         pg_sys::GenericXLogFinish(state);
                     }
                     pg_sys::UnlockReleaseBuffer(self.buffer);
@@ -473,6 +482,7 @@ impl PgStore {
             // SAFETY: the relation is open.
             state: Some(unsafe { pg_sys::GenericXLogStart(self.index) }),
             buffers: Vec::new(),
+            pages: Vec::new(),
             open_guards: 0,
         });
         let state = group.state.expect("write group aborted while in use");
@@ -485,7 +495,9 @@ impl PgStore {
         group.buffers.push(buffer);
         group.open_guards += 1;
         // SAFETY: the state is open; the buffer is locked (caller contract).
-        unsafe { pg_sys::GenericXLogRegisterBuffer(state, buffer, 0) }
+        let page = unsafe { pg_sys::GenericXLogRegisterBuffer(state, buffer, 0) };
+        group.pages.push(page);
+        page
     }
 
     /// A group guard dropped: finish (or on panic abort) the record when it
@@ -505,8 +517,12 @@ impl PgStore {
                 if panicking {
                     pg_sys::GenericXLogAbort(state);
                 } else {
+                    for &page in &group.pages {
+                        fit_lower(page);
+                    }
                     pg_sys::GenericXLogFinish(state);
                 }
+                group.pages.clear();
                 for buffer in group.buffers.drain(..) {
                     pg_sys::UnlockReleaseBuffer(buffer);
                 }
@@ -556,6 +572,33 @@ unsafe fn set_page_kind(page: pg_sys::Page, kind: PageKind) {
     }
 }
 
+/// Sets `pd_lower` just past the last non-zero byte of the body (see the
+/// module docs), so that only the body's used part is compared and logged.
+///
+/// # Safety
+/// `page` must point at BLCKSZ writable bytes of an annoy page that nobody
+/// else reads or writes meanwhile.
+unsafe fn fit_lower(page: pg_sys::Page) {
+    unsafe {
+        let used = used_len(page_body(page));
+        (*page.cast::<pg_sys::PageHeaderData>()).pd_lower = (PAGE_HEADER_SIZE + used) as u16;
+    }
+}
+
+/// Bytes of `body` up to and including its last non-zero byte.
+fn used_len(body: &[u8]) -> usize {
+    let last_in = |bytes: &[u8]| bytes.iter().rposition(|&b| b != 0);
+    let (words, rest) = body.as_chunks::<8>();
+    if let Some(last) = last_in(rest) {
+        return words.len() * 8 + last + 1;
+    }
+    // Word by word from the end: the unused end is half of a new leaf.
+    words
+        .iter()
+        .rposition(|w| u64::from_ne_bytes(*w) != 0)
+        .map_or(0, |k| k * 8 + last_in(&words[k]).map_or(0, |b| b + 1))
+}
+
 /// Format an empty page of `kind`: header, zeroed body, special area.
 ///
 /// # Safety
@@ -564,7 +607,6 @@ unsafe fn init_page(page: pg_sys::Page, kind: PageKind) {
     unsafe {
         pg_sys::PageInit(page, pg_sys::BLCKSZ as usize, SPECIAL_SIZE);
         let header = page.cast::<pg_sys::PageHeaderData>();
-        (*header).pd_lower = (*header).pd_special;
         (*header).pd_upper = (*header).pd_special;
         let special = PageSpecial {
             magic: ANNOY_MAGIC,
@@ -731,10 +773,12 @@ impl PageStore for PgStore {
                     let state = pg_sys::GenericXLogStart(self.index);
                     let page = pg_sys::GenericXLogRegisterBuffer(state, buffer, 0);
                     set_page_kind(page, PageKind::Free);
+                    fit_lower(page);
                     pg_sys::GenericXLogFinish(state);
                 }
                 Logging::BulkBuild => {
                     set_page_kind(pg_sys::BufferGetPage(buffer), PageKind::Free);
+                    fit_lower(pg_sys::BufferGetPage(buffer));
                     pg_sys::MarkBufferDirty(buffer);
                 }
             }
