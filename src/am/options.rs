@@ -32,6 +32,8 @@ pub static SEARCH_K: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_SEARCH_K a
 pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// 0: no bound (a scan can go on to every item of the index).
 pub static MAX_SCAN_ITEMS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Developer option (0: off): a pause at every step of a VACUUM compaction.
+pub static COMPACTION_STEP_DELAY: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// Register the reloptions and GUCs; called once from `_PG_init`.
 pub fn init() {
@@ -100,6 +102,17 @@ pub fn init() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"annoy.compaction_step_delay",
+        c"Developer option: a VACUUM compaction of an annoy index pauses this long at each step.",
+        c"For tests of what happens while a compaction runs (a query arriving, a crash), which \
+          otherwise takes a fraction of a second on a small index. Not for production use.",
+        &COMPACTION_STEP_DELAY,
+        0,
+        10_000,
+        GucContext::Suset,
+        GucFlags::NO_SHOW_ALL | GucFlags::UNIT_MS,
     );
 }
 

@@ -24,6 +24,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::build::{block_signals, build_threads};
+use super::options::COMPACTION_STEP_DELAY;
 use super::page::{Logging, PgStore};
 use super::relation::{raise_corruption, relation_name};
 
@@ -103,6 +104,10 @@ pub unsafe fn try_compact(index: pg_sys::Relation) {
                 block_signals,
                 &mut |_, _, _| {
                     pg_sys::check_for_interrupts!();
+                    let pause = COMPACTION_STEP_DELAY.get();
+                    if pause > 0 {
+                        pg_sys::pg_usleep(i64::from(pause) * 1000);
+                    }
                 },
                 &mut || !pg_sys::LockHasWaitersRelation(index, exclusive),
             );

@@ -145,6 +145,8 @@ compacting_pid() {
 }
 round=5
 
+# (annoy.compaction_step_delay stretches the compactions of these two tests
+# to about a second, so the query and the kill land in the middle of one.)
 # A query that arrives while VACUUM compacts waits for the index's lock:
 # the compaction gives up at its next check (before its switch), and the
 # next VACUUM compacts.
@@ -154,7 +156,7 @@ for _ in 1 2 3 4 5; do
     round=$((round + 1))
     update_all "$round"
     before=$(given_up)
-    sql $PORT -c "VACUUM (INDEX_CLEANUP ON) t" &
+    sql $PORT -c "SET annoy.compaction_step_delay = '20ms'" -c "VACUUM (INDEX_CLEANUP ON) t" &
     vacuum=$!
     pid=$(compacting_pid)
     sql $PORT -c "SET enable_seqscan = off" -c "SELECT id FROM t ORDER BY emb <-> (SELECT emb FROM queries WHERE q = 1) LIMIT 1" >/dev/null
@@ -176,7 +178,7 @@ for delay in 0.05 0.2 0.4 0.1 0.3; do
     round=$((round + 1))
     update_all "$round"
     before=$(compactions)
-    sql $PORT -c "VACUUM (INDEX_CLEANUP ON) t" >/dev/null 2>&1 &
+    sql $PORT -c "SET annoy.compaction_step_delay = '20ms'" -c "VACUUM (INDEX_CLEANUP ON) t" >/dev/null 2>&1 &
     vacuum=$!
     pid=$(compacting_pid)
     if [ -n "$pid" ]; then
