@@ -26,7 +26,7 @@ def draw(n):
     x = np.maximum(z @ lift + 0.3, 0)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 with open(sys.argv[1], "w") as out:
-    for kind, rows in (("s", draw(4000)), ("q", draw(30))):
+    for kind, rows in (("s", draw(4000)), ("q", draw(200))):
         for i, x in enumerate(rows, 1):
             out.write(f"{kind}\t{i}\t[{','.join(f'{v:.5f}' for v in x)}]\n")
 PY
