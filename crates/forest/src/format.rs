@@ -366,6 +366,16 @@ pub fn read_split_node(b: &[u8], normal: &mut [f32]) -> SplitNodeHeader {
     SplitNodeHeader::read(b)
 }
 
+/// A split node's header and a tree-space point's margin `normal·x +
+/// offset` (> 0: the right side), the normal read in place from the node's
+/// bytes rather than copied out.
+pub fn split_margin(node: &[u8], point: &[f32]) -> (SplitNodeHeader, f32) {
+    let header = SplitNodeHeader::read(node);
+    let margin =
+        header.offset + imgsim_kernels::dot_f32_le_bytes(point, &node[SplitNodeHeader::SIZE..]);
+    (header, margin)
+}
+
 pub fn write_split_node(header: &SplitNodeHeader, normal: &[f32], b: &mut [u8]) {
     header.write(b);
     write_f32s(normal, &mut b[SplitNodeHeader::SIZE..]);

@@ -17,7 +17,7 @@ use crate::items::{finish_insert, refill, ItemAppender, ItemLoc};
 use crate::leaf::{self, Leaf};
 use crate::meta::{Meta, META_BLOCK};
 use crate::rebuild::rebuild_due;
-use crate::space::{dot_f32, TreeSpace};
+use crate::space::TreeSpace;
 use crate::store::{PageKind, PageStore};
 use crate::{Corruption, Tid};
 
@@ -168,7 +168,6 @@ fn descend_and_add<S: PageStore>(
 ) -> Result<bool, Corruption> {
     let td = new.point.len();
     let capacity = leaf_capacity(store.body_size(), td);
-    let mut normal = vec![0f32; td];
     let mut node = root;
     let mut parent = Parent::Root;
     for depth in 0.. {
@@ -180,18 +179,16 @@ fn descend_and_add<S: PageStore>(
         }
         match node.kind {
             NODE_SPLIT => {
-                let split = read_split(store, node, &mut normal)?;
                 parent = Parent::Split(node);
-                node = side(&split, &normal, new.point);
+                node = split_side(store, node, new.point)?;
             }
             NODE_LEAF => {
                 check_kind(store, node.block, PageKind::Leaf)?;
                 let mut page = store.write(node.block);
                 let count = match leaf::parse(node.block, &page, td)? {
                     Leaf::Split(split_node) => {
-                        let split = read_split_node(split_node, &mut normal);
                         parent = Parent::Holder(node.block);
-                        node = side(&split, &normal, new.point);
+                        node = side(split_margin(split_node, new.point));
                         continue;
                     }
                     Leaf::Entries(entries) => entries.len(),
@@ -427,6 +424,18 @@ pub(crate) fn read_split<S: PageStore>(
     node: NodeRef,
     normal: &mut [f32],
 ) -> Result<SplitNodeHeader, Corruption> {
+    let page = split_page(store, node, normal.len())?;
+    let at = SplitPageHeader::SIZE + node.slot as usize * split_node_bytes(normal.len());
+    Ok(read_split_node(&page[at..], normal))
+}
+
+/// The split page holding split node `node` of a tree space of
+/// `reduced_dims`, checked to hold that node.
+fn split_page<S: PageStore>(
+    store: &S,
+    node: NodeRef,
+    reduced_dims: usize,
+) -> Result<S::Read<'_>, Corruption> {
     let page = store
         .read_kind(node.block, PageKind::Split)
         .ok_or_else(|| {
@@ -436,18 +445,27 @@ pub(crate) fn read_split<S: PageStore>(
             )
         })?;
     let count = SplitPageHeader::read(&page).count;
-    if node.slot >= count || count as usize > splits_per_page(page.len(), normal.len()) {
+    if node.slot >= count || count as usize > splits_per_page(page.len(), reduced_dims) {
         return Err(Corruption::new(
             node.block,
             format!("split slot {} of {count}", node.slot),
         ));
     }
-    let at = SplitPageHeader::SIZE + node.slot as usize * split_node_bytes(normal.len());
-    Ok(read_split_node(&page[at..], normal))
+    Ok(page)
 }
 
-fn side(split: &SplitNodeHeader, normal: &[f32], point: &[f32]) -> NodeRef {
-    let margin = split.offset + dot_f32(normal, point);
+/// The child of split node `node` on `point`'s side.
+fn split_side<S: PageStore>(
+    store: &S,
+    node: NodeRef,
+    point: &[f32],
+) -> Result<NodeRef, Corruption> {
+    let page = split_page(store, node, point.len())?;
+    let at = SplitPageHeader::SIZE + node.slot as usize * split_node_bytes(point.len());
+    Ok(side(split_margin(&page[at..], point)))
+}
+
+fn side((split, margin): (SplitNodeHeader, f32)) -> NodeRef {
     if margin > 0.0 {
         split.right
     } else {

@@ -11,7 +11,7 @@ use crate::format::*;
 use crate::items::{read_item, ItemLoc};
 use crate::leaf::{self, Leaf};
 use crate::meta::Meta;
-use crate::space::{code_distance, dot_f32, dot_f32_le_bytes, QueryCode};
+use crate::space::{code_distance, dot_f32, QueryCode};
 use crate::store::{PageKind, PageStore};
 use crate::{Corruption, Metric, Tid};
 
@@ -475,14 +475,6 @@ impl<S: PageStore> Iterator for Searcher<S> {
         self.failed = next.is_err();
         next.transpose()
     }
-}
-
-/// A split node's header and the query's margin `normal·q + offset`, the
-/// normal read in place from the node's bytes.
-fn split_margin(node: &[u8], tree_query: &[f32]) -> (SplitNodeHeader, f32) {
-    let header = SplitNodeHeader::read(node);
-    let margin = header.offset + dot_f32_le_bytes(tree_query, &node[SplitNodeHeader::SIZE..]);
-    (header, margin)
 }
 
 /// A tree page by a block number read from another page: checked, since a

@@ -51,22 +51,31 @@ fn two_means(coded: &CodedItems, td: usize, rng: &mut Rng, ids: &[u32]) -> (Vec<
     if j >= i {
         j += 1;
     }
-    let mut c0 = vec![0f32; td];
-    let mut c1 = vec![0f32; td];
-    coded.decode_into(ids[i], &mut c0);
-    coded.decode_into(ids[j], &mut c1);
+    // A small node (a leaf split: about 30 items) is decoded once; a large
+    // one item by item as it is sampled.
+    let decoded: Vec<f32> = if n <= TWO_MEANS_STEPS {
+        let mut all = vec![0f32; n * td];
+        for (&id, out) in ids.iter().zip(all.chunks_exact_mut(td)) {
+            coded.decode_into(id, out);
+        }
+        all
+    } else {
+        Vec::new()
+    };
+    let mut buffer = vec![0f32; td];
+    let mut c0 = item(coded, ids, &decoded, i, &mut buffer).to_vec();
+    let mut c1 = item(coded, ids, &decoded, j, &mut buffer).to_vec();
     let (mut n0, mut n1) = (1f32, 1f32);
-    let mut v = vec![0f32; td];
     for _ in 0..TWO_MEANS_STEPS {
-        coded.decode_into(ids[rng.below(n)], &mut v);
-        let d0 = n0 * dist_sq(&c0, &v);
-        let d1 = n1 * dist_sq(&c1, &v);
+        let v = item(coded, ids, &decoded, rng.below(n), &mut buffer);
+        let d0 = n0 * dist_sq(&c0, v);
+        let d1 = n1 * dist_sq(&c1, v);
         let (c, cnt) = if d0 < d1 {
             (&mut c0, &mut n0)
         } else {
             (&mut c1, &mut n1)
         };
-        for (ce, ve) in c.iter_mut().zip(&v) {
+        for (ce, ve) in c.iter_mut().zip(v) {
             *ce = (*ce * *cnt + ve) / (*cnt + 1.0);
         }
         *cnt += 1.0;
@@ -86,6 +95,24 @@ fn two_means(coded: &CodedItems, td: usize, rng: &mut Rng, ids: &[u32]) -> (Vec<
         .map(|(w, (a, b))| w * 0.5 * (a + b))
         .sum();
     (normal, midpoint)
+}
+
+/// Item `k` of `ids` as a tree-space vector: from `decoded` (all of them,
+/// in order) unless that is empty, else decoded into `buffer`.
+fn item<'a>(
+    coded: &CodedItems,
+    ids: &[u32],
+    decoded: &'a [f32],
+    k: usize,
+    buffer: &'a mut [f32],
+) -> &'a [f32] {
+    let td = buffer.len();
+    if decoded.is_empty() {
+        coded.decode_into(ids[k], buffer);
+        buffer
+    } else {
+        &decoded[k * td..(k + 1) * td]
+    }
 }
 
 /// Squared distance, summed in 16 independent lanes: a single running sum
